@@ -1,0 +1,113 @@
+"""Finding adapters and choosing one for a (language, task).
+
+Each adapter is a folder `adapters/<name>/` holding PEFT's `adapter_config.json` and
+`adapter_model.safetensors` plus our `card.json`:
+
+    {"format_version": 1, "name": "reply-es-lora", "task": "reply", "languages": ["es"],
+     "method": "lora", "base_model": "gemma-3-270m"}
+
+A card with several languages is a multilingual adapter.
+"""
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from babelbot.languages import NEAREST_TRAINING_LANGUAGE
+from babelbot.paths import ADAPTERS_DIR
+
+log = logging.getLogger(__name__)
+
+CARD_FILE = "card.json"
+CARD_FORMAT_VERSION = 1
+METHODS = ("lora", "prompt_tuning")
+
+
+@dataclass(frozen=True)
+class AdapterCard:
+    name: str
+    task: str
+    languages: tuple[str, ...]
+    method: str
+    base_model: str
+    path: Path
+
+    @property
+    def multilingual(self) -> bool:
+        return len(self.languages) > 1
+
+
+class AdapterError(ValueError):
+    """An adapter folder that cannot be used; the message names the file and the problem."""
+
+
+def read_card(folder: Path) -> AdapterCard:
+    path = folder / CARD_FILE
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise AdapterError(f"{path}: cannot read the adapter card ({error})") from None
+    if raw.get("format_version") != CARD_FORMAT_VERSION:
+        raise AdapterError(f"{path}: format_version must be {CARD_FORMAT_VERSION}, got {raw.get('format_version')!r}")
+    missing = [key for key in ("name", "task", "languages", "method", "base_model") if key not in raw]
+    if missing:
+        raise AdapterError(f"{path}: missing keys {missing}")
+    if raw["method"] not in METHODS:
+        raise AdapterError(f"{path}: method must be one of {METHODS}, got {raw['method']!r}")
+    for required in ("adapter_config.json", "adapter_model.safetensors"):
+        if not (folder / required).is_file():
+            raise AdapterError(f"{folder}: {required} is missing; retrain or re-copy the adapter")
+    return AdapterCard(
+        name=raw["name"],
+        task=raw["task"],
+        languages=tuple(raw["languages"]),
+        method=raw["method"],
+        base_model=raw["base_model"],
+        path=folder,
+    )
+
+
+def load_registry(root: Path = ADAPTERS_DIR, base_model: str | None = None) -> dict[str, AdapterCard]:
+    """Every usable adapter under `root` by name. Unusable ones are logged and skipped, so one
+    bad folder never stops the bot; adapters for another base model are skipped the same way."""
+    registry: dict[str, AdapterCard] = {}
+    for folder in sorted(p for p in root.iterdir() if (p / CARD_FILE).exists()) if root.is_dir() else []:
+        try:
+            card = read_card(folder)
+        except AdapterError as error:
+            log.warning("skipping adapter: %s", error)
+            continue
+        if base_model is not None and card.base_model != base_model:
+            log.warning(
+                "skipping adapter %s: trained for base model %s, serving %s", card.name, card.base_model, base_model
+            )
+            continue
+        if card.name in registry:
+            log.warning("skipping adapter %s in %s: the name is already used by %s", card.name, folder, registry[card.name].path)
+            continue
+        registry[card.name] = card
+    return registry
+
+
+def choose_adapter(registry: dict[str, AdapterCard], language: str, task: str) -> AdapterCard | None:
+    """The adapter for (language, task), falling back in this order:
+
+    1. a single-language adapter for the customer's language;
+    2. a single-language adapter for the nearest training language (`NEAREST_TRAINING_LANGUAGE`);
+    3. a multilingual adapter for the task, preferring one that lists the language;
+    4. none: the base model, prompted in the customer's language.
+    LoRA is preferred over prompt tuning where both exist, then the name decides.
+    """
+    candidates = sorted(
+        (card for card in registry.values() if card.task == task),
+        key=lambda card: (card.method != "lora", card.name),
+    )
+    single = [card for card in candidates if not card.multilingual]
+    for wanted in (language, NEAREST_TRAINING_LANGUAGE.get(language)):
+        for card in single:
+            if wanted in card.languages:
+                return card
+    multilingual = [card for card in candidates if card.multilingual]
+    multilingual.sort(key=lambda card: language not in card.languages)
+    return multilingual[0] if multilingual else None

@@ -1,0 +1,187 @@
+"""The `babelbot` command. Subcommands import what they need, so `tuning` and `bot` stay apart."""
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+from babelbot.config import ConfigError, load_config
+from babelbot.models import ModelError
+from bot.store import StoreError
+
+
+def _bot_config(args):
+    from bot.app import BotConfig
+
+    return load_config(BotConfig, args.config, args.overrides)
+
+
+def cmd_serve(args) -> int:
+    from bot.app import build_manager
+    from bot.web import build_demo
+
+    config = _bot_config(args)
+    demo = build_demo(build_manager(config))
+    demo.queue(default_concurrency_limit=4).launch(server_name=args.host, server_port=args.port, share=False)
+    return 0
+
+
+def cmd_chat(args) -> int:
+    """A terminal chat on the same dialogue manager; the session survives restarts."""
+    from bot.app import build_manager
+    from bot.web import route_label
+
+    manager = build_manager(_bot_config(args))
+    print("babelbot — type a message, /reset to start over, Ctrl-D to quit.", flush=True)
+    for line in sys.stdin:
+        reply = manager.handle(args.session, line)
+        if reply.route:
+            print(f"[{route_label(reply.route)}]", flush=True)
+        for piece in reply:
+            print(piece, end="", flush=True)
+        print(flush=True)
+    return 0
+
+
+def _read_jsonl(source: str):
+    """Yield (line number, record or None, error or None) for each non-blank input line."""
+    handle = sys.stdin if source == "-" else open(source, encoding="utf-8")
+    with handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict) or "text" not in record or not isinstance(record["text"], str):
+                    raise ValueError('each line must be an object with a string "text"')
+            except ValueError as error:
+                yield number, None, f"line {number}: {error}"
+                continue
+            yield number, record, None
+
+
+def _jsonl_command(args, answer) -> int:
+    failed = False
+    for number, record, error in _read_jsonl(args.jsonl):
+        if error:
+            failed = True
+            print(json.dumps({"id": None, "line": number, "error": error}), flush=True)
+            continue
+        out = {"id": record.get("id"), **answer(record["text"], number)}
+        print(json.dumps(out, ensure_ascii=False), flush=True)
+    return 1 if failed else 0
+
+
+def cmd_route(args) -> int:
+    from bot.app import build_router
+    from bot.dialogue import clean_text
+
+    router = build_router(_bot_config(args))
+    return _jsonl_command(args, lambda text, _: router.route(clean_text(text)).as_dict())
+
+
+def cmd_reply(args) -> int:
+    from bot.app import build_manager
+    from bot.dialogue import clean_text
+    from bot.store import Store
+
+    with tempfile.TemporaryDirectory() as scratch:
+        # Every line is the first turn of a new conversation, kept out of the real database.
+        manager = build_manager(_bot_config(args), store=Store(Path(scratch) / "reply.sqlite3"))
+
+        def answer(text: str, number: int) -> dict:
+            reply = manager.handle(f"jsonl-{number}", text)
+            route = reply.route or manager.router.route(clean_text(text))
+            return {**route.as_dict(), "reply": reply.read()}
+
+        return _jsonl_command(args, answer)
+
+
+def cmd_model_prepare(args) -> int:
+    from babelbot.models import resolve_model
+
+    print(resolve_model(args.name, force=args.force))
+    return 0
+
+
+def cmd_model_list(args) -> int:
+    from babelbot.models import CATALOG, DEFAULT_MODEL, babelbot_home
+
+    for name, entry in CATALOG.items():
+        ready = (babelbot_home() / "models" / name / "config.json").exists()
+        default = " (default)" if name == DEFAULT_MODEL else ""
+        print(f"{name}{default}\tpip: {entry.pip_packages}\thub: {entry.hub_id}\t{'prepared' if ready else 'not prepared'}")
+    return 0
+
+
+def cmd_eval_router(args) -> int:
+    from bot.router_eval import main
+
+    return main(args)
+
+
+def _add_bot_options(parser):
+    parser.add_argument("--config", help="YAML file with BotConfig keys")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. model=./my-model generation.max_new_tokens=64")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="babelbot", description="Multilingual customer-support chat bot.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="the Gradio web chat")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=7860)
+    _add_bot_options(serve)
+    serve.set_defaults(run=cmd_serve)
+
+    chat = commands.add_parser("chat", help="chat in the terminal")
+    chat.add_argument("--session", default="terminal", help="session id (the conversation is kept under it)")
+    _add_bot_options(chat)
+    chat.set_defaults(run=cmd_chat)
+
+    for name, run, text in (
+        ("route", cmd_route, "language, intent and adapter per JSONL line (no generation)"),
+        ("reply", cmd_reply, "route plus the bot's reply per JSONL line"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("--jsonl", required=True, metavar="FILE|-", help='lines {"id": ..., "text": ...}')
+        _add_bot_options(sub)
+        sub.set_defaults(run=run)
+
+    model = commands.add_parser("model", help="prepare and list models").add_subparsers(dest="action", required=True)
+    prepare = model.add_parser("prepare", help="join, verify and convert a catalog model or GGUF file once")
+    prepare.add_argument("name", nargs="?", default="gemma-3-270m")
+    prepare.add_argument("--force", action="store_true", help="convert again even if a cached copy exists")
+    prepare.set_defaults(run=cmd_model_prepare)
+    model.add_parser("list", help="the model catalog").set_defaults(run=cmd_model_list)
+
+    evaluate = commands.add_parser("eval", help="evaluations").add_subparsers(dest="what", required=True)
+    router_eval = evaluate.add_parser("router", help="language and intent accuracy and latency on a labelled set")
+    router_eval.add_argument("--data", default=None, help="JSONL with id, language, intent, text")
+    router_eval.add_argument("--out", default="results/router", help="folder for metrics.json and table.md")
+    router_eval.set_defaults(run=cmd_eval_router)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return args.run(args)
+    except (ConfigError, ModelError, StoreError) as error:
+        print(f"babelbot: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The chat bot: front ends → dialogue manager → router → engine → store."""

@@ -1,0 +1,48 @@
+"""Building the bot from a config: model → engine, store, router → dialogue manager."""
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from adapters.registry import load_registry
+from babelbot.models import DEFAULT_MODEL, babelbot_home, load_model
+from babelbot.paths import ADAPTERS_DIR
+from bot.dialogue import DialogueManager, DialogueSettings
+from bot.engine import Engine, GenerationSettings
+from bot.intents import default_intent_detector
+from bot.language import LanguageDetector, warm_up
+from bot.router import Router
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BotConfig:
+    """Everything `babelbot serve|chat|reply` needs; `key=value` on the command line overrides."""
+
+    model: str = DEFAULT_MODEL  # catalog name, .gguf file, local folder or hub id
+    device: str | None = None  # cpu, cuda, cuda:1; None picks CUDA when present
+    dtype: str = "auto"  # auto: fp32 on CPU, bf16 on CUDA
+    database: str = ""  # SQLite file of conversations; empty: $BABELBOT_HOME/conversations.sqlite3
+    adapters_dir: str = str(ADAPTERS_DIR)
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    dialogue: DialogueSettings = field(default_factory=DialogueSettings)
+
+    def database_path(self) -> Path:
+        return Path(self.database) if self.database else babelbot_home() / "conversations.sqlite3"
+
+
+def build_router(config: BotConfig) -> Router:
+    """The router alone (no model): language, intent, adapter."""
+    warm_up()
+    registry = load_registry(Path(config.adapters_dir), base_model=config.model)
+    log.info("adapters available: %s", sorted(registry) or "none (base model only)")
+    return Router(LanguageDetector(), default_intent_detector(), registry, config.dialogue.default_language)
+
+
+def build_manager(config: BotConfig, store: Store | None = None) -> DialogueManager:
+    model, tokenizer = load_model(config.model, device=config.device, dtype=config.dtype)
+    engine = Engine(model, tokenizer, config.generation)
+    store = store or Store(config.database_path())
+    return DialogueManager(engine, store, build_router(config), config.dialogue)

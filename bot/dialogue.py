@@ -1,0 +1,142 @@
+"""Dialogue manager: the one entry point every front end calls.
+
+    reply = manager.handle(session_id, text)   # routes and stores the customer's turn
+    reply.route                                 # language, intent, adapter (None for notices)
+    for piece in reply: ...                     # streams; the bot's turn is stored at the end
+
+Notices (empty or too long messages, /reset, handoff) are fixed texts in the customer's
+language and never reach the model.
+"""
+
+import logging
+import re
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from bot.engine import Engine
+from bot.router import Route, Router
+from bot.store import Session, Store
+from prompts.formats import Turn
+from prompts.knowledge import entries_for
+from prompts.locales import locale_for
+from prompts.tasks import reply_prompt
+
+log = logging.getLogger(__name__)
+
+RESET_COMMAND = "/reset"
+# C0/C1 control characters other than tab and newline, and lone surrogates.
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+@dataclass
+class DialogueSettings:
+    """Limits of one conversation."""
+
+    max_message_chars: int = 1500  # longer messages get a notice; keeps one turn well inside the window
+    context_tokens: int = 2048  # prompt budget: older turns are dropped to fit (CPU prefill cost grows with it)
+    default_language: str = "en"  # for the first message when it is too short to tell
+
+    def __post_init__(self):
+        if self.max_message_chars < 1 or self.context_tokens < 256:
+            raise ValueError("max_message_chars must be >= 1 and context_tokens >= 256")
+
+
+def clean_text(text: str) -> str:
+    """NFC-normalised text without control characters or invalid surrogates, trimmed."""
+    return _UNPRINTABLE.sub("", unicodedata.normalize("NFC", text)).strip()
+
+
+class Reply:
+    """A reply being produced: its route, then its text in pieces; `text` holds what was sent."""
+
+    def __init__(self, route: Route | None, pieces: Iterator[str]):
+        self.route = route
+        self._pieces = pieces
+        self.text = ""
+
+    def __iter__(self) -> Iterator[str]:
+        for piece in self._pieces:
+            self.text += piece
+            yield piece
+
+    def read(self) -> str:
+        for _ in self:
+            pass
+        return self.text
+
+
+class DialogueManager:
+    def __init__(self, engine: Engine, store: Store, router: Router, settings: DialogueSettings | None = None):
+        self.engine = engine
+        self.store = store
+        self.router = router
+        self.settings = settings or DialogueSettings()
+
+    def _notice(self, session: Session, language: str, key: str, route: Route | None = None, **values) -> Reply:
+        text = locale_for(language).notice(key, **values)
+        if route is not None:  # answers to a stored customer turn are stored too
+            self.store.add_turn(session, "assistant", text, kind="notice", language=language, intent=route.intent)
+        return Reply(route, iter([text]))
+
+    def handle(self, session_id: str, text: str) -> Reply:
+        session = self.store.session(session_id)
+        language = session.language or self.settings.default_language
+        text = clean_text(text)
+        if not text:
+            return self._notice(session, language, "empty")
+        if text.lower() == RESET_COMMAND:
+            self.store.reset(session_id)
+            return self._notice(session, language, "reset")
+        if len(text) > self.settings.max_message_chars:
+            language = self.router.languages.detect(text[:500], fallback=language) or language
+            return self._notice(session, language, "too_long", limit=self.settings.max_message_chars)
+
+        route = self.router.route(text, conversation_language=session.language)
+        self.store.update_session(session_id, language=route.language)
+        self.store.add_turn(session, "user", text, language=route.language, intent=route.intent, adapter=route.adapter)
+        if session.state == "handoff":
+            return self._notice(session, route.language, "waiting", route)
+        if route.intent == "human_agent":
+            self.store.update_session(session_id, state="handoff")
+            return self._notice(session, route.language, "handoff", route)
+        return Reply(route, self._generate(session, route))
+
+    def _prompt(self, session: Session, route: Route):
+        """The reply prompt with as much of the conversation as fits the token budget."""
+        history = [Turn(t.role, t.text) for t in self.store.turns(session) if t.kind == "message"]
+        budget = min(self.settings.context_tokens, self.engine.window) - self.engine.settings.max_new_tokens
+        entries = entries_for(route.intent, route.language)
+        while True:
+            prompt = reply_prompt(route.language, history, entries)
+            if self.engine.prompt_tokens(prompt) <= budget:
+                return prompt
+            if len(history) == 1:
+                return None
+            history = history[1:]
+            while history[0].role != "user":  # never empties: the last turn is the customer's
+                history = history[1:]
+
+    def _generate(self, session: Session, route: Route) -> Iterator[str]:
+        prompt = self._prompt(session, route)
+        if prompt is None:
+            yield self._notice(session, route.language, "too_long", route, limit=self.settings.max_message_chars // 2).read()
+            return
+        sent = ""
+        try:
+            for piece in self.engine.stream(prompt):
+                sent += piece
+                yield piece
+        except Exception:
+            log.exception("generation failed for session %s", session.id)
+            notice = locale_for(route.language).notice("error")
+            yield ("\n\n" if sent else "") + notice
+            return
+        finally:
+            # Stored even when the reader stops early (a closed tab): what was shown is history.
+            if sent.strip():
+                self.store.add_turn(
+                    session, "assistant", sent.strip(), language=route.language, intent=route.intent, adapter=route.adapter
+                )
+        if not sent.strip():
+            yield self._notice(session, route.language, "error", route).read()

@@ -1,0 +1,101 @@
+"""Language detection of customer messages with lingua, biased toward the languages we serve.
+
+lingua knows 75 languages. Over all of them it misreads some short, informal messages in our
+training languages as a neighbour (Spanish as Galician or Catalan, Portuguese as Galician);
+restricted to our languages it misreads every customer who writes anything else. So we
+score all 75 and let a training language win unless another language is several times
+more likely: informal Spanish stays Spanish, while real Italian or Turkish is still recognised.
+
+Messages too short to tell ("ok", "#NW-12345", an emoji) keep the conversation's language.
+"""
+
+import re
+import unicodedata
+from functools import cache
+
+from lingua import Language, LanguageDetectorBuilder
+
+from babelbot.languages import TRAINING_LANGUAGES
+
+# Scripts in which one or two characters already say a lot.
+_DENSE_SCRIPTS = ("CJK", "HIRAGANA", "KATAKANA", "HANGUL")
+_ORDER_NUMBER = re.compile(r"#?\b[A-Za-z]{1,3}-?\d{3,}\b")
+# Short words customers type in any language; they tell nothing about the language.
+_NEUTRAL_WORDS = {"ok", "okay", "k", "thx", "ty", "lol", "hi", "hey", "yes", "no", "si", "sí", "ja", "da", "pls"}
+# Product and brand names customers type unchanged in every language; they pull short
+# messages toward English (or wherever lingua last saw them), so they are not evidence.
+_BRAND_WORDS = re.compile(
+    r"\b(?:i?phone\w*|ipad\w*|macbook\w*|airpods?\w*|magsafe|usb(?:-?c)?|type-?c|lightning|samsung|galaxy|"
+    r"pixel|android|apple|google|paypal|visa|mastercard|amex|nike|adidas|bluetooth|wi-?fi|sneakers?|hoodie|"
+    r"case|tracking|online|email|e-mail|app|login|password|nw-?\d+|pro|max|mini|plus|ultra)\b",
+    re.IGNORECASE,
+)
+
+
+@cache
+def _detector():
+    # Preloading all models takes seconds once and makes each message ~1 ms afterwards.
+    return LanguageDetectorBuilder.from_all_languages().with_preloaded_language_models().build()
+
+
+def warm_up() -> None:
+    """Load lingua's models now (a few seconds) rather than on the first customer message."""
+    _detector()
+
+
+def _informative_letters(text: str) -> int:
+    """Letters that carry language information, dense scripts counting triple."""
+    text = _ORDER_NUMBER.sub(" ", text)
+    words = [word for word in re.findall(r"\w+", text.lower()) if word not in _NEUTRAL_WORDS]
+    count = 0
+    for char in "".join(words):
+        if char.isalpha():
+            name = unicodedata.name(char, "")
+            count += 3 if name.startswith(_DENSE_SCRIPTS) else 1
+    return count
+
+
+def _script(char: str) -> str:
+    """The first word of a letter's Unicode name: LATIN, CYRILLIC, ARABIC, CJK, ..."""
+    return unicodedata.name(char, "UNKNOWN").split(" ")[0]
+
+
+def evidence(text: str) -> str:
+    """The part of `text` that says which language it is in.
+
+    Brand names go; and in a message with a non-Latin script, Latin letters ("чехол magsafe
+    для iphone", "用paypal付款") are foreign names, so only the native script is kept.
+    """
+    text = _BRAND_WORDS.sub(" ", text)
+    native = sum(1 for char in text if char.isalpha() and _script(char) != "LATIN")
+    if native >= 2:
+        text = "".join(" " if char.isalpha() and _script(char) == "LATIN" else char for char in text)
+    return " ".join(text.split())
+
+
+def _iso(language: Language) -> str:
+    return language.iso_code_639_1.name.lower()
+
+
+class LanguageDetector:
+    """`detect(text, fallback)` → ISO 639-1 code; `fallback` when the text cannot tell."""
+
+    def __init__(self, preferred: tuple[str, ...] = TRAINING_LANGUAGES, ratio: float = 4.0, min_letters: int = 4):
+        self.preferred = set(preferred)
+        self.ratio = ratio  # how many times more confident another language must be to win
+        self.min_letters = min_letters
+
+    def detect(self, text: str, fallback: str | None = None) -> str | None:
+        text = evidence(text)
+        if _informative_letters(text) < self.min_letters:
+            return fallback
+        confidences = _detector().compute_language_confidence_values(text)
+        if not confidences or confidences[0].value == 0:
+            return fallback
+        best = confidences[0]
+        best_preferred = next((c for c in confidences if _iso(c.language) in self.preferred), None)
+        if best_preferred is None or _iso(best.language) in self.preferred:
+            return _iso(best.language)
+        if best.value > self.ratio * best_preferred.value:
+            return _iso(best.language)
+        return _iso(best_preferred.language)

@@ -1,0 +1,39 @@
+"""Router: a message's language, intent and the adapter that should answer it."""
+
+from dataclasses import dataclass
+
+from adapters.registry import AdapterCard, choose_adapter
+from bot.intents import IntentDetector, IntentGuess
+from bot.language import LanguageDetector
+
+
+@dataclass(frozen=True)
+class Route:
+    language: str  # ISO 639-1
+    intent: str  # one of bot.intents.INTENTS
+    intent_confidence: float
+    adapter: str | None  # adapter name, None for the base model
+
+    def as_dict(self) -> dict:
+        return {"language": self.language, "intent": self.intent, "adapter": self.adapter}
+
+
+class Router:
+    def __init__(
+        self,
+        languages: LanguageDetector,
+        intents: IntentDetector,
+        adapters: dict[str, AdapterCard],
+        default_language: str = "en",
+    ):
+        self.languages = languages
+        self.intents = intents
+        self.adapters = adapters
+        self.default_language = default_language
+
+    def route(self, text: str, conversation_language: str | None = None, task: str = "reply") -> Route:
+        """Route one message; a message too short to tell keeps `conversation_language`."""
+        language = self.languages.detect(text, fallback=conversation_language) or self.default_language
+        guess = self.intents.predict(text) if any(c.isalnum() for c in text) else IntentGuess("out_of_scope", 1.0)
+        adapter = choose_adapter(self.adapters, language, task)
+        return Route(language, guess.intent, guess.confidence, adapter.name if adapter else None)

@@ -1,0 +1,76 @@
+"""Gradio web chat: one streaming chat function over the dialogue manager.
+
+Each browser keeps a session id in its localStorage (encrypted with a secret kept under
+BABELBOT_HOME, so it survives a server restart); on page load the conversation is restored
+from the store.
+"""
+
+import logging
+import secrets
+import uuid
+
+import gradio as gr
+
+from babelbot.models import babelbot_home
+from bot.dialogue import DialogueManager
+
+log = logging.getLogger(__name__)
+
+TITLE = "Northwind Store support"
+DESCRIPTION = (
+    "Ask about orders, returns, shipping, payments or your account, in your own language "
+    "(for example: *¿Dónde está mi pedido NW-48213?* or *我的付款被拒绝了怎么办？*). "
+    "Each reply shows the detected language, the intent and the adapter that answered; "
+    "type `/reset` to start over."
+)
+
+
+def _browser_secret() -> str:
+    path = babelbot_home() / "web-secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(16), encoding="utf-8")
+    return path.read_text(encoding="utf-8").strip()
+
+
+def route_label(route) -> str:
+    return f"🌐 {route.language} · {route.intent} · {route.adapter or 'base model'}"
+
+
+def build_demo(manager: DialogueManager) -> gr.Blocks:
+    def respond(message: str, history: list, session_id: str | None):
+        """Stream the bot's reply to `message` in this browser's session."""
+        session_id = session_id or uuid.uuid4().hex
+        try:
+            reply = manager.handle(session_id, message)
+            header = [gr.ChatMessage(content="", metadata={"title": route_label(reply.route)})] if reply.route else []
+            text = ""
+            for piece in reply:
+                text += piece
+                yield [*header, gr.ChatMessage(content=text)]
+        except Exception:
+            log.exception("reply failed for session %s", session_id)
+            yield "Sorry, something went wrong on our side. Please try again in a moment."
+
+    def restore(session_id: str | None):
+        """Give a new browser a session id; show a returning one its conversation."""
+        session_id = session_id or uuid.uuid4().hex
+        history = []
+        for turn in manager.store.turns(manager.store.session(session_id)):
+            if turn.role == "assistant" and turn.language and turn.intent and turn.kind == "message":
+                label = f"🌐 {turn.language} · {turn.intent} · {turn.adapter or 'base model'}"
+                history.append(gr.ChatMessage(content="", metadata={"title": label}))
+            history.append(gr.ChatMessage(role=turn.role, content=turn.text))
+        return session_id, history, history
+
+    with gr.Blocks(title=TITLE) as demo:
+        session = gr.BrowserState(None, storage_key="babelbot-session", secret=_browser_secret())
+        chat = gr.ChatInterface(
+            respond,
+            title=TITLE,
+            description=DESCRIPTION,
+            additional_inputs=[session],
+            concurrency_limit=4,
+        )
+        demo.load(restore, inputs=[session], outputs=[session, chat.chatbot, chat.chatbot_state])
+    return demo

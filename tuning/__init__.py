@@ -1,0 +1,1 @@
+"""Training: adapters (LoRA, prompt tuning) and encoders, written to `adapters/` for the bot to read."""
