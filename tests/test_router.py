@@ -1,0 +1,119 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from adapters.registry import choose_adapter, load_registry
+from babelbot.languages import TRAINING_LANGUAGES
+from bot.app import BotConfig, build_router
+from bot.intents import INTENTS, NaiveBayesIntents, char_ngrams, read_examples
+from bot.language import LanguageDetector, evidence
+from bot.router_eval import DEFAULT_DATA, evaluate
+
+
+@pytest.fixture(scope="module")
+def router():
+    return build_router(BotConfig())
+
+
+@pytest.fixture(scope="module")
+def eval_rows():
+    return [json.loads(line) for line in DEFAULT_DATA.read_text(encoding="utf-8").splitlines()]
+
+
+def test_eval_set_covers_every_language_and_intent(eval_rows):
+    assert {row["language"] for row in eval_rows} >= set(TRAINING_LANGUAGES)
+    assert {row["intent"] for row in eval_rows} == set(INTENTS)
+
+
+def test_router_accuracy_on_held_out_messages(router, eval_rows):
+    metrics = evaluate(router, eval_rows)
+    assert metrics["training_languages"]["language_accuracy"] >= 0.97
+    assert metrics["other_languages"]["language_accuracy"] >= 0.8
+    assert metrics["training_languages"]["intent_accuracy"] >= 0.9
+    for language in TRAINING_LANGUAGES:
+        assert metrics["per_language"][language]["language_accuracy"] >= 0.9, language
+        assert metrics["per_language"][language]["intent_accuracy"] >= 0.8, language
+
+
+def test_every_intent_label_is_recognised_in_every_training_language(router, eval_rows):
+    hits = {(r["language"], r["intent"]) for r in eval_rows if router.route(r["text"]).intent == r["intent"]}
+    missing = [(lang, intent) for lang in TRAINING_LANGUAGES for intent in INTENTS if (lang, intent) not in hits]
+    assert len(missing) <= 3, missing
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("dove posso restituire le scarpe che ho comprato?", "it"),
+        ("siparişimi iptal etmek istiyorum lütfen", "tr"),
+        ("주문한 물건이 아직 안 왔어요", "ko"),
+        ("wanneer wordt mijn bestelling geleverd?", "nl"),
+    ],
+)
+def test_languages_without_training_data_are_still_recognised(text, language):
+    assert LanguageDetector().detect(text) == language
+
+
+@pytest.mark.parametrize("text", ["ok", "#NW-12345", "👍👍", "NW-48213?", "thx", "  "])
+def test_too_short_to_tell_keeps_the_conversation_language(text):
+    assert LanguageDetector().detect(text, fallback="de") == "de"
+
+
+def test_product_names_do_not_decide_the_language():
+    assert evidence("чехол magsafe подходит к iphone 13 mini?").split() == ["чехол", "подходит", "к", "13", "?"]
+    assert LanguageDetector().detect("用paypal付款一直显示错误") == "zh"
+    assert LanguageDetector().detect("чехол magsafe подходит к iphone 13 mini?") == "ru"
+
+
+def test_route_first_message_falls_back_to_default_language(router):
+    route = router.route("NW-12345")
+    assert route.language == "en" and route.intent in INTENTS and route.adapter is None
+    assert router.route("", conversation_language="es").as_dict() == {
+        "language": "es", "intent": "out_of_scope", "adapter": None
+    }
+
+
+def test_naive_bayes_fits_and_predicts():
+    model = NaiveBayesIntents.fit([("where is my parcel", "order_status"), ("cancel my order", "cancel_order")])
+    guess = model.predict("where is the parcel")
+    assert guess.intent == "order_status" and 0.5 < guess.confidence <= 1.0
+    assert char_ngrams("NW-123")[" nw "] == 1  # digits normalised, words padded
+    assert len(read_examples()) >= len(INTENTS) * len(TRAINING_LANGUAGES) * 10
+
+
+def _adapter(root: Path, name: str, task: str, languages: list[str], method="lora", base="gemma-3-270m"):
+    folder = root / name
+    folder.mkdir(parents=True)
+    card = {"format_version": 1, "name": name, "task": task, "languages": languages, "method": method, "base_model": base}
+    (folder / "card.json").write_text(json.dumps(card))
+    (folder / "adapter_config.json").write_text("{}")
+    (folder / "adapter_model.safetensors").write_bytes(b"")
+    return folder
+
+
+def test_adapter_fallback_order(tmp_path, caplog):
+    _adapter(tmp_path, "reply-es-lora", "reply", ["es"])
+    _adapter(tmp_path, "reply-es-pt", "reply", ["es"], method="prompt_tuning")
+    _adapter(tmp_path, "reply-ru-lora", "reply", ["ru"])
+    _adapter(tmp_path, "reply-multi", "reply", list(TRAINING_LANGUAGES))
+    _adapter(tmp_path, "summarize-multi", "summarize", list(TRAINING_LANGUAGES))
+    _adapter(tmp_path, "reply-fr-other-base", "reply", ["fr"], base="qwen2.5-0.5b")
+    broken = _adapter(tmp_path, "reply-de-broken", "reply", ["de"])
+    (broken / "adapter_model.safetensors").unlink()
+    registry = load_registry(tmp_path, base_model="gemma-3-270m")
+    assert "reply-de-broken" not in registry and "reply-fr-other-base" not in registry
+    assert "adapter_model.safetensors is missing" in caplog.text and "trained for base model" in caplog.text
+
+    def pick(language, task="reply"):
+        card = choose_adapter(registry, language, task)
+        return card.name if card else None
+
+    assert pick("es") == "reply-es-lora"  # own language, LoRA before prompt tuning
+    assert pick("it") == "reply-es-lora"  # nearest training language
+    assert pick("uk") == "reply-ru-lora"
+    assert pick("fr") == "reply-multi"  # multilingual
+    assert pick("ko") == "reply-multi"
+    assert pick("ko", "summarize") == "summarize-multi"
+    assert pick("es", "translate") is None  # base model
+    assert choose_adapter({}, "es", "reply") is None

@@ -1,0 +1,97 @@
+"""The Gradio page in real headless Chromium, on the real default model."""
+
+import shutil
+import socket
+import time
+
+import pytest
+
+from bot.app import BotConfig, build_router
+from bot.dialogue import DialogueManager
+from bot.engine import Engine
+from bot.language import LanguageDetector
+from bot.store import Store
+from bot.web import build_demo
+
+pytestmark = [pytest.mark.browser, pytest.mark.real_model]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def web_url(real_model, tmp_path):
+    model, tokenizer = real_model
+    manager = DialogueManager(Engine(model, tokenizer), Store(tmp_path / "web.sqlite3"), build_router(BotConfig()))
+    port = _free_port()
+    demo = build_demo(manager)
+    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+@pytest.fixture
+def page():
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (make install-test installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser.new_page()
+        browser.close()
+
+
+def _bot_texts(page) -> list[str]:
+    return page.locator('[data-testid="bot"]').all_inner_texts()
+
+
+def _wait_for_reply(page, timeout_s: float = 120) -> list[list[str]]:
+    """Snapshots of the bot messages, one each time they change, until the reply is done."""
+    snapshots: list[list[str]] = []
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        texts = _bot_texts(page)
+        if not snapshots or texts != snapshots[-1]:
+            snapshots.append(texts)
+        done = page.locator(".pending").count() == 0 and page.locator('[data-testid="stop-button"]').count() == 0
+        if texts and done:
+            return snapshots
+        time.sleep(0.1)
+    raise AssertionError(f"no finished reply after {timeout_s}s; saw {snapshots[-3:]}")
+
+
+def test_spanish_message_gets_a_streamed_spanish_reply(web_url, page):
+    page.goto(web_url)
+    page.wait_for_selector("textarea")
+    page.fill("textarea", "Hola, ¿cuánto tiempo tengo para devolver unas zapatillas?")
+    page.keyboard.press("Enter")
+    snapshots = _wait_for_reply(page)
+
+    header, reply = snapshots[-1][-2], snapshots[-1][-1]
+    assert header.startswith("🌐 es ·") and "base model" in header
+    assert len(reply) > 20 and LanguageDetector().detect(reply) == "es"
+    partial = [s[-1] for s in snapshots if len(s) >= 2 and s[-2] == header and 0 < len(s[-1]) < len(reply)]
+    assert len(partial) >= 3, "the reply arrived in one piece, not streamed"
+    assert all(reply.startswith(p.rstrip()) for p in partial)
+
+    page.reload()  # the same browser gets its conversation back from the store
+    page.wait_for_selector('[data-testid="bot"]', timeout=30_000)
+    assert _bot_texts(page)[-1] == reply
+    assert "Hola, ¿cuánto tiempo" in page.locator('[data-testid="user"]').first.inner_text()
+
+
+def test_empty_and_huge_messages_get_a_notice_in_the_page(web_url, page):
+    page.goto(web_url)
+    page.wait_for_selector("textarea")
+    page.fill("textarea", "x" * 20_000)
+    page.keyboard.press("Enter")
+    assert "too long" in _wait_for_reply(page)[-1][-1]
