@@ -111,11 +111,11 @@ class DialogueManager:
             prompt = reply_prompt(route.language, history, entries)
             if self.engine.prompt_tokens(prompt) <= budget:
                 return prompt
-            if len(history) == 1:
-                return None
             history = history[1:]
-            while history[0].role != "user":  # never empties: the last turn is the customer's
+            while history and history[0].role != "user":  # a prompt starts with the customer
                 history = history[1:]
+            if not history:
+                return None
 
     def _generate(self, session: Session, route: Route) -> Iterator[str]:
         prompt = self._prompt(session, route)
