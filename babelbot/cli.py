@@ -122,6 +122,12 @@ def cmd_eval_router(args) -> int:
     return main(args)
 
 
+def cmd_eval_latency(args) -> int:
+    from bot.latency_eval import main
+
+    return main(args)
+
+
 def _add_bot_options(parser):
     parser.add_argument("--config", help="YAML file with BotConfig keys")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. model=./my-model generation.max_new_tokens=64")
@@ -164,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     router_eval.add_argument("--data", default=None, help="JSONL with id, language, intent, text")
     router_eval.add_argument("--out", default="results/router", help="folder for metrics.json and table.md")
     router_eval.set_defaults(run=cmd_eval_router)
+    latency = evaluate.add_parser("latency", help="model load, first-piece and full-reply latency on the default model")
+    latency.add_argument("--out", default="results/latency", help="folder for metrics.json and table.md")
+    latency.set_defaults(run=cmd_eval_latency)
     return parser
 
 

@@ -1,0 +1,101 @@
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+import pytest
+
+from babelbot.config import ConfigError, load_config
+from bot.app import BotConfig
+from bot.intents import INTENTS
+
+
+def babelbot(*args, stdin: str = ""):
+    return subprocess.run(
+        [sys.executable, "-m", "babelbot.cli", *args], input=stdin, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_route_jsonl_keeps_ids_and_reports_language_intent_adapter():
+    lines = [
+        {"id": 7, "text": "¿Dónde está mi pedido NW-12345?"},
+        {"id": "b", "text": "我想退货"},
+        {"id": None, "text": ""},
+    ]
+    run = babelbot("route", "--jsonl", "-", stdin="\n".join(json.dumps(line) for line in lines) + "\n")
+    assert run.returncode == 0, run.stderr
+    out = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [o["id"] for o in out] == [7, "b", None]
+    assert [o["language"] for o in out[:2]] == ["es", "zh"]
+    assert all(o["intent"] in INTENTS and "adapter" in o for o in out)
+    assert out[0]["intent"] == "order_status"
+
+
+def test_route_jsonl_reports_bad_lines_and_goes_on(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"id": 1, "text": "hello"}\nnot json\n{"id": 3}\n{"id": 4, "text": "bonjour, où est ma commande ?"}\n')
+    run = babelbot("route", "--jsonl", str(path))
+    assert run.returncode == 1
+    out = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [o.get("id") for o in out] == [1, None, None, 4]
+    assert out[1]["error"].startswith("line 2:") and out[2]["error"].startswith("line 3:")
+    assert out[3]["language"] == "fr"
+
+
+def test_bad_config_is_a_clear_error_not_a_traceback():
+    run = babelbot("route", "--jsonl", "-", "temprature=0.5")
+    assert run.returncode == 2 and "unknown config keys ['temprature']" in run.stderr and "Traceback" not in run.stderr
+
+
+@dataclass
+class Inner:
+    size: int = 1
+
+    def __post_init__(self):
+        if self.size < 1:
+            raise ValueError(f"size must be >= 1, got {self.size}")
+
+
+@dataclass
+class Outer:
+    name: str = "x"
+    rate: float = 0.5
+    flag: bool = False
+    device: str | None = None
+    inner: Inner = field(default_factory=Inner)
+
+
+def test_load_config_file_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: file\ninner:\n  size: 3\n")
+    config = load_config(Outer, path, ["rate=0.25", "flag=yes", "device=none", "inner.size=4"])
+    assert config == Outer(name="file", rate=0.25, flag=True, device=None, inner=Inner(size=4))
+    with pytest.raises(ConfigError, match=r"unknown config keys \['inner.sise'\]"):
+        load_config(Outer, None, ["inner.sise=2"])
+    with pytest.raises(ConfigError, match="rate: expected float"):
+        load_config(Outer, None, ["rate=fast"])
+    with pytest.raises(ConfigError, match="inner.size must be >= 1"):
+        load_config(Outer, None, ["inner.size=0"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(Outer, None, ["rate"])
+
+
+def test_bot_config_defaults_are_valid():
+    config = load_config(BotConfig, None, ["generation.max_new_tokens=32", "dialogue.context_tokens=1024"])
+    assert config.generation.max_new_tokens == 32 and config.dialogue.context_tokens == 1024
+    with pytest.raises(ConfigError, match="max_new_tokens"):
+        load_config(BotConfig, None, ["generation.max_new_tokens=0"])
+
+
+def test_reply_jsonl_answers_each_line_as_a_new_conversation(tiny_model_dir, babelbot_home):
+    lines = [{"id": "a", "text": "Hello, where is my order?"}, {"id": "b", "text": "   "}]
+    run = babelbot(
+        "reply", "--jsonl", "-", f"model={tiny_model_dir}", "generation.max_new_tokens=8",
+        stdin="\n".join(json.dumps(line) for line in lines),
+    )
+    assert run.returncode == 0, run.stderr
+    out = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [o["id"] for o in out] == ["a", "b"]
+    assert out[0]["language"] == "en" and out[0]["reply"]
+    assert out[1]["reply"] == "Please type a message so I can help you."
+    assert not (babelbot_home / "conversations.sqlite3").exists()  # kept out of the real database
