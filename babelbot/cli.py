@@ -31,14 +31,14 @@ def cmd_serve(args) -> int:
 def cmd_chat(args) -> int:
     """A terminal chat on the same dialogue manager; the session survives restarts."""
     from bot.app import build_manager
-    from bot.web import route_label
+    from bot.router import route_label
 
     manager = build_manager(_bot_config(args))
     print("babelbot — type a message, /reset to start over, Ctrl-D to quit.", flush=True)
     for line in sys.stdin:
         reply = manager.handle(args.session, line)
         if reply.route:
-            print(f"[{route_label(reply.route)}]", flush=True)
+            print(f"[{route_label(reply.route.language, reply.route.intent, reply.route.adapter)}]", flush=True)
         for piece in reply:
             print(piece, end="", flush=True)
         print(flush=True)

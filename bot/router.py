@@ -18,6 +18,11 @@ class Route:
         return {"language": self.language, "intent": self.intent, "adapter": self.adapter}
 
 
+def route_label(language: str, intent: str, adapter: str | None) -> str:
+    """How a reply was routed, as the front ends show it: "🌐 es · order_status · base model"."""
+    return f"🌐 {language} · {intent} · {adapter or 'base model'}"
+
+
 class Router:
     def __init__(
         self,

@@ -13,6 +13,7 @@ import gradio as gr
 
 from babelbot.models import babelbot_home
 from bot.dialogue import DialogueManager
+from bot.router import route_label
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +34,16 @@ def _browser_secret() -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
-def route_label(route) -> str:
-    return f"🌐 {route.language} · {route.intent} · {route.adapter or 'base model'}"
-
-
 def build_demo(manager: DialogueManager) -> gr.Blocks:
     def respond(message: str, history: list, session_id: str | None):
         """Stream the bot's reply to `message` in this browser's session."""
         session_id = session_id or uuid.uuid4().hex
         try:
             reply = manager.handle(session_id, message)
-            header = [gr.ChatMessage(content="", metadata={"title": route_label(reply.route)})] if reply.route else []
+            header = []
+            if reply.route:
+                title = route_label(reply.route.language, reply.route.intent, reply.route.adapter)
+                header = [gr.ChatMessage(content="", metadata={"title": title})]
             text = ""
             for piece in reply:
                 text += piece
@@ -57,9 +57,9 @@ def build_demo(manager: DialogueManager) -> gr.Blocks:
         session_id = session_id or uuid.uuid4().hex
         history = []
         for turn in manager.store.turns(manager.store.session(session_id)):
-            if turn.role == "assistant" and turn.language and turn.intent and turn.kind == "message":
-                label = f"🌐 {turn.language} · {turn.intent} · {turn.adapter or 'base model'}"
-                history.append(gr.ChatMessage(content="", metadata={"title": label}))
+            if turn.role == "assistant" and turn.kind == "message":
+                title = route_label(turn.language, turn.intent, turn.adapter)
+                history.append(gr.ChatMessage(content="", metadata={"title": title}))
             history.append(gr.ChatMessage(role=turn.role, content=turn.text))
         return session_id, history, history
 
