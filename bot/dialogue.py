@@ -14,13 +14,14 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from babelbot.languages import language_name
 from bot.engine import Engine
 from bot.router import Route, Router
 from bot.store import Session, Store
 from prompts.formats import Turn
 from prompts.knowledge import entries_for
 from prompts.locales import locale_for
-from prompts.tasks import reply_prompt
+from prompts.tasks import reply_prompt, summarize_prompt, transcript_text, translate_prompt
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +49,15 @@ def clean_text(text: str) -> str:
 
 
 class Reply:
-    """A reply being produced: its route, then its text in pieces; `text` holds what was sent."""
+    """A reply being produced: its route, then its text in pieces; `text` holds what was sent.
 
-    def __init__(self, route: Route | None, pieces: Iterator[str]):
+    `event` tells front ends what else to do: "handoff" (a human agent was just asked for:
+    tell the agents) or "waiting" (the customer wrote during a handoff: pass it on)."""
+
+    def __init__(self, route: Route | None, pieces: Iterator[str], event: str | None = None):
         self.route = route
         self._pieces = pieces
+        self.event = event
         self.text = ""
 
     def __iter__(self) -> Iterator[str]:
@@ -73,15 +78,65 @@ class DialogueManager:
         self.router = router
         self.settings = settings or DialogueSettings()
 
-    def _notice(self, session: Session, language: str, key: str, route: Route | None = None, **values) -> Reply:
+    def _notice(
+        self, session: Session, language: str, key: str, route: Route | None = None, event: str | None = None, **values
+    ) -> Reply:
         text = locale_for(language).notice(key, **values)
         if route is not None:  # answers to a stored customer turn are stored too
             self.store.add_turn(session, "assistant", text, kind="notice", language=language, intent=route.intent)
-        return Reply(route, iter([text]))
+        return Reply(route, iter([text]), event)
 
-    def handle(self, session_id: str, text: str) -> Reply:
+    def language_of(self, session: Session, hint: str | None = None) -> str:
+        """The language to talk to this session in: pinned, detected so far, the front end's
+        hint (e.g. Telegram's language_code), or the default."""
+        return session.pinned_language or session.language or hint or self.settings.default_language
+
+    def notice(self, session_id: str, key: str, language_hint: str | None = None, **values) -> str:
+        """A fixed message (welcome, help, ...) in the session's language."""
+        return locale_for(self.language_of(self.store.session(session_id), language_hint)).notice(key, **values)
+
+    def pin_language(self, session_id: str, code: str) -> str:
+        """`/lang xx` pins the reply language, `/lang auto` detects again; returns the answer."""
+        code = code.strip().lower()
+        if code == "auto":
+            self.store.pin_language(session_id, None)
+            return self.notice(session_id, "lang_auto")
+        if language_name(code) == code:  # not an ISO 639-1 code lingua knows
+            return self.notice(session_id, "lang_unknown", code=code[:10])
+        self.store.pin_language(session_id, code)
+        self.store.update_session(session_id, language=code)
+        return self.notice(session_id, "lang_pinned", name=locale_for(code).name)
+
+    def start_handoff(self, session_id: str) -> Reply:
+        """Put the session in the hands of a human agent (the /human command)."""
         session = self.store.session(session_id)
-        language = session.language or self.settings.default_language
+        self.store.update_session(session_id, state="handoff")
+        return self._notice(session, self.language_of(session), "handoff", event="handoff")
+
+    def summarize(self, session_id: str) -> str:
+        """An English summary of the current conversation for the agent taking over."""
+        session = self.store.session(session_id)
+        turns = [Turn(t.role, t.text) for t in self.store.turns(session) if t.kind != "notice"]
+        if not turns:
+            return "(no messages yet)"
+        return self.engine.complete(summarize_prompt(turns)).strip() or transcript_text(turns)[-500:]
+
+    def translate(self, text: str, source: str, target: str) -> str:
+        if source == target:
+            return text
+        return self.engine.complete(translate_prompt(text, source, target)).strip() or text
+
+    def agent_reply(self, session_id: str, text: str, agent_language: str = "en") -> str:
+        """An agent's answer, translated into the customer's language and stored; returns it."""
+        session = self.store.session(session_id)
+        language = self.language_of(session)
+        translated = self.translate(clean_text(text), agent_language, language)
+        self.store.add_turn(session, "assistant", translated, kind="agent", language=language)
+        return translated
+
+    def handle(self, session_id: str, text: str, language_hint: str | None = None) -> Reply:
+        session = self.store.session(session_id)
+        language = self.language_of(session, language_hint)
         text = clean_text(text)
         if not text:
             return self._notice(session, language, "empty")
@@ -92,14 +147,16 @@ class DialogueManager:
             language = self.router.languages.detect(text[:500], fallback=language) or language
             return self._notice(session, language, "too_long", limit=self.settings.max_message_chars)
 
-        route = self.router.route(text, conversation_language=session.language)
+        route = self.router.route(
+            text, conversation_language=session.language or language_hint, language=session.pinned_language
+        )
         self.store.update_session(session_id, language=route.language)
         self.store.add_turn(session, "user", text, language=route.language, intent=route.intent, adapter=route.adapter)
         if session.state == "handoff":
-            return self._notice(session, route.language, "waiting", route)
+            return self._notice(session, route.language, "waiting", route, event="waiting")
         if route.intent == "human_agent":
             self.store.update_session(session_id, state="handoff")
-            return self._notice(session, route.language, "handoff", route)
+            return self._notice(session, route.language, "handoff", route, event="handoff")
         return Reply(route, self._generate(session, route))
 
     def _prompt(self, session: Session, route: Route):

@@ -89,6 +89,10 @@ class Engine:
     def prompt_tokens(self, prompt: Prompt) -> int:
         return self.count_tokens(self.format.apply(prompt))
 
+    def complete(self, prompt: Prompt, max_new_tokens: int | None = None) -> str:
+        """The whole reply at once (summaries, translations)."""
+        return "".join(self.stream(prompt, max_new_tokens))
+
     def stream(self, prompt: Prompt, max_new_tokens: int | None = None) -> Iterator[str]:
         max_new_tokens = max_new_tokens or self.settings.max_new_tokens
         text = self.format.apply(prompt)

@@ -36,9 +36,12 @@ class Router:
         self.adapters = adapters
         self.default_language = default_language
 
-    def route(self, text: str, conversation_language: str | None = None, task: str = "reply") -> Route:
-        """Route one message; a message too short to tell keeps `conversation_language`."""
-        language = self.languages.detect(text, fallback=conversation_language) or self.default_language
+    def route(
+        self, text: str, conversation_language: str | None = None, task: str = "reply", language: str | None = None
+    ) -> Route:
+        """Route one message; a message too short to tell keeps `conversation_language`.
+        A `language` given (pinned by the customer) is used as it is."""
+        language = language or self.languages.detect(text, fallback=conversation_language) or self.default_language
         guess = self.intents.predict(text) if any(c.isalnum() for c in text) else IntentGuess("out_of_scope", 1.0)
         adapter = choose_adapter(self.adapters, language, task)
         return Route(language, guess.intent, guess.confidence, adapter.name if adapter else None)

@@ -13,7 +13,10 @@ import yaml
 from babelbot.languages import TRAINING_LANGUAGES, language_name
 
 LOCALES_DIR = Path(__file__).parent / "locales"
-NOTICE_KEYS = ("empty", "too_long", "handoff", "waiting", "reset", "error", "non_text")
+NOTICE_KEYS = (
+    "empty", "too_long", "handoff", "waiting", "reset", "error", "non_text",
+    "welcome", "help", "lang_pinned", "lang_auto", "lang_unknown", "rate_limited",
+)
 
 
 @dataclass(frozen=True)

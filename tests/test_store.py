@@ -55,3 +55,33 @@ def test_corrupt_database_names_the_file_and_the_fix(tmp_path):
     with pytest.raises(StoreError) as error:
         Store(db)
     assert str(db) in str(error.value) and "mv " in str(error.value)
+
+
+V1_SCHEMA = """
+CREATE TABLE sessions (id TEXT PRIMARY KEY, language TEXT, state TEXT NOT NULL DEFAULT 'bot',
+    conversation INTEGER NOT NULL DEFAULT 1, created REAL NOT NULL, updated REAL NOT NULL);
+CREATE TABLE turns (id INTEGER PRIMARY KEY AUTOINCREMENT, session_id TEXT NOT NULL REFERENCES sessions(id),
+    conversation INTEGER NOT NULL, role TEXT NOT NULL CHECK (role IN ('user', 'assistant')), text TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'message' CHECK (kind IN ('message', 'notice')), language TEXT, intent TEXT,
+    adapter TEXT, created REAL NOT NULL);
+CREATE INDEX turns_by_session ON turns (session_id, conversation, id);
+INSERT INTO sessions VALUES ('old', 'fr', 'bot', 1, 0, 0);
+INSERT INTO turns (session_id, conversation, role, text, created) VALUES ('old', 1, 'user', 'Bonjour', 0);
+PRAGMA user_version=1;
+"""
+
+
+def test_a_version_1_database_is_upgraded_without_losing_turns(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "v1.sqlite3"
+    sqlite3.connect(db).executescript(V1_SCHEMA)
+    store = Store(db)
+    session = store.session("old")
+    assert session.language == "fr" and session.pinned_language is None
+    assert [t.text for t in store.turns(session)] == ["Bonjour"]
+    store.add_turn(session, "assistant", "Merci de votre patience.", kind="agent")
+    store.pin_language("old", "de")
+    store.add_agent_thread("agents:42", "old")
+    assert store.session("old").pinned_language == "de" and store.agent_thread("agents:42") == "old"
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == 2
