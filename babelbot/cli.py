@@ -28,6 +28,19 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_telegram(args) -> int:
+    from bot.app import build_manager
+    from bot.telegram_app import run
+
+    flags = {"webhook_url": args.webhook_url, "webhook_listen": args.listen, "webhook_port": args.port,
+             "webhook_secret": args.secret, "base_url": args.base_url}
+    args.overrides = [f"telegram.{key}={value}" for key, value in flags.items() if value is not None] + args.overrides
+    config = _bot_config(args)
+    config.telegram.resolved_token()  # fail before loading the model when there is no token
+    run(build_manager(config), config.telegram)
+    return 0
+
+
 def cmd_chat(args) -> int:
     """A terminal chat on the same dialogue manager; the session survives restarts."""
     from bot.app import build_manager
@@ -143,6 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=7860)
     _add_bot_options(serve)
     serve.set_defaults(run=cmd_serve)
+
+    telegram = commands.add_parser("telegram", help="the Telegram bot (token in TELEGRAM_BOT_TOKEN)")
+    telegram.add_argument("--webhook-url", help="public HTTPS URL that reaches LISTEN:PORT/telegram (default: long polling)")
+    telegram.add_argument("--listen", help="webhook listening address (default 127.0.0.1)")
+    telegram.add_argument("--port", type=int, help="webhook listening port (default 8443)")
+    telegram.add_argument("--secret", help="webhook secret token Telegram must send (A-Z, a-z, 0-9, _, -)")
+    telegram.add_argument("--base-url", help="Bot API base URL, e.g. a local Bot API server: http://127.0.0.1:8081/bot")
+    _add_bot_options(telegram)
+    telegram.set_defaults(run=cmd_telegram)
 
     chat = commands.add_parser("chat", help="chat in the terminal")
     chat.add_argument("--session", default="terminal", help="session id (the conversation is kept under it)")

@@ -13,6 +13,7 @@ from bot.intents import default_intent_detector
 from bot.language import LanguageDetector, warm_up
 from bot.router import Router
 from bot.store import Store
+from bot.telegram_app import TelegramConfig
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ class BotConfig:
     adapters_dir: str = str(ADAPTERS_DIR)
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     dialogue: DialogueSettings = field(default_factory=DialogueSettings)
+    telegram: TelegramConfig = field(default_factory=TelegramConfig)
 
     def database_path(self) -> Path:
         return Path(self.database) if self.database else babelbot_home() / "conversations.sqlite3"

@@ -98,6 +98,7 @@ class DialogueManager:
     def pin_language(self, session_id: str, code: str) -> str:
         """`/lang xx` pins the reply language, `/lang auto` detects again; returns the answer."""
         code = code.strip().lower()
+        self.store.session(session_id)  # created on first use, before it is updated
         if code == "auto":
             self.store.pin_language(session_id, None)
             return self.notice(session_id, "lang_auto")
