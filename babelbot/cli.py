@@ -119,6 +119,29 @@ def cmd_model_prepare(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    from tuning.train import main
+
+    return main(args)
+
+
+def cmd_data_check(args) -> int:
+    from tuning.data import check_data
+
+    problems = check_data(Path(args.root)) if args.root else check_data()
+    for problem in problems:
+        print(problem)
+    print(f"{len(problems)} problem(s)" if problems else "data ok", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def cmd_model_tiny(args) -> int:
+    from babelbot.models import build_tiny_model
+
+    print(build_tiny_model(Path(args.folder)))
+    return 0
+
+
 def cmd_model_list(args) -> int:
     from babelbot.models import CATALOG, DEFAULT_MODEL, babelbot_home
 
@@ -137,6 +160,12 @@ def cmd_eval_router(args) -> int:
 
 def cmd_eval_latency(args) -> int:
     from bot.latency_eval import main
+
+    return main(args)
+
+
+def cmd_bench_telegram(args) -> int:
+    from bot.telegram_bench import main
 
     return main(args)
 
@@ -186,6 +215,19 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--force", action="store_true", help="convert again even if a cached copy exists")
     prepare.set_defaults(run=cmd_model_prepare)
     model.add_parser("list", help="the model catalog").set_defaults(run=cmd_model_list)
+    tiny = model.add_parser("tiny", help="write a tiny random model (random replies) for smoke tests")
+    tiny.add_argument("folder")
+    tiny.set_defaults(run=cmd_model_tiny)
+
+    tune = commands.add_parser("tune", help="train an adapter (LoRA or prompt tuning)")
+    tune.add_argument("config", help="YAML with TuneConfig keys (see tuning/configs/)")
+    tune.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. max_steps=50 languages=es")
+    tune.set_defaults(run=cmd_tune)
+
+    data = commands.add_parser("data", help="the training data").add_subparsers(dest="action", required=True)
+    check = data.add_parser("check", help="validate data/: file, line and field of every problem")
+    check.add_argument("root", nargs="?", help="data folder (default: the project's data/)")
+    check.set_defaults(run=cmd_data_check)
 
     evaluate = commands.add_parser("eval", help="evaluations").add_subparsers(dest="what", required=True)
     router_eval = evaluate.add_parser("router", help="language and intent accuracy and latency on a labelled set")
@@ -195,6 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
     latency = evaluate.add_parser("latency", help="model load, first-piece and full-reply latency on the default model")
     latency.add_argument("--out", default="results/latency", help="folder for metrics.json and table.md")
     latency.set_defaults(run=cmd_eval_latency)
+    bench = commands.add_parser("bench", help="benchmarks").add_subparsers(dest="what", required=True)
+    telegram_bench = bench.add_parser("telegram", help="N chats at once against a local Bot API server")
+    telegram_bench.add_argument("models", nargs="+", help="model specs to compare, e.g. gemma-3-270m ./tiny-model")
+    telegram_bench.add_argument("--chats", type=int, default=20)
+    telegram_bench.add_argument("--max-new-tokens", type=int, default=32)
+    telegram_bench.add_argument("--out", default="results/telegram")
+    telegram_bench.set_defaults(run=cmd_bench_telegram)
     return parser
 
 

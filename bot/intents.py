@@ -15,13 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from babelbot.labels import INTENTS
 from babelbot.paths import DATA_DIR
 
-INTENTS: tuple[str, ...] = (
-    "greeting", "order_status", "cancel_order", "return_refund", "shipping_info", "change_order",
-    "payment_problem", "account_access", "product_info", "complaint", "human_agent", "goodbye",
-    "out_of_scope",
-)
 SEED_FILE = DATA_DIR / "intents" / "seed.jsonl"
 
 

@@ -1,4 +1,5 @@
-"""A small local HTTP server that speaks the part of Telegram's Bot API babelbot uses.
+"""A small local HTTP server that speaks the part of Telegram's Bot API babelbot uses: the
+stand-in for Telegram in the tests and in `babelbot bench telegram`.
 
 It records every call, hands out queued updates through long polling, keeps the text of
 every message the bot sent or edited, and can answer the next calls of a method with an
@@ -65,11 +66,12 @@ class FakeBotApi:
             return [params for _, name, params in self.calls if name == method]
 
     def wait_for(self, predicate, timeout: float = 60.0, quiet: float = 0.0):
-        """Wait until `predicate()` holds and, if `quiet`, no call came for `quiet` seconds."""
+        """Wait until `predicate()` holds and, if `quiet`, the bot made no call (other than
+        polling for updates) for `quiet` seconds."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.cond:
-                last = self.calls[-1][0] if self.calls else 0.0
+                last = max((t for t, method, _ in self.calls if method != "getUpdates"), default=0.0)
             if predicate() and time.monotonic() - last >= quiet:
                 return
             time.sleep(0.05)

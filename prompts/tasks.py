@@ -6,8 +6,6 @@ from prompts.formats import Prompt, Turn
 from prompts.knowledge import Entry, render_entries
 from prompts.locales import locale_for
 
-TASKS = ("reply", "summarize", "translate")
-
 SUMMARIZE_INSTRUCTIONS = (
     "Summarize this customer-support conversation in English for the human agent taking over: "
     "the customer's problem, any order numbers, what the bot already answered, and what the "

@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny random model built here (seconds, no files), the real default model
+"""Shared fixtures: a tiny random model (seconds, no files), the real default model
 converted once per run into a temporary BABELBOT_HOME, and a tmp home for everything else."""
 
 import os
@@ -7,35 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from babelbot.models import DEFAULT_MODEL, load_model, resolve_model
-from prompts.knowledge import KNOWLEDGE_DIR
+from babelbot.models import DEFAULT_MODEL, build_tiny_model, load_model, resolve_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub; fail fast if code tries
-
-
-def build_tiny_model(folder: Path) -> Path:
-    """A randomly initialised Llama with a byte-level BPE tokenizer trained on our own texts."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    texts = [path.read_text(encoding="utf-8") for path in sorted(KNOWLEDGE_DIR.glob("*.yaml"))]
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=512, special_tokens=["<pad>", "<bos>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tokenizer.train_from_iterator(texts, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=1024, bos_token_id=fast.bos_token_id,
-        eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id,
-    )
-    LlamaForCausalLM(config).save_pretrained(folder)
-    fast.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="session")

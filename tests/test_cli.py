@@ -7,7 +7,7 @@ import pytest
 
 from babelbot.config import ConfigError, load_config
 from bot.app import BotConfig
-from bot.intents import INTENTS
+from babelbot.labels import INTENTS
 
 
 def babelbot(*args, stdin: str = ""):

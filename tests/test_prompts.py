@@ -4,7 +4,7 @@ import pytest
 from transformers import PreTrainedTokenizerFast
 
 from babelbot.languages import TRAINING_LANGUAGES
-from bot.intents import INTENTS
+from babelbot.labels import INTENTS
 from prompts.formats import ChatTemplateFormat, PlainFormat, Prompt, Turn, format_for
 from prompts.knowledge import INTENT_TOPICS, TOPICS, entries_for, knowledge_base, render_entries
 from prompts.locales import NOTICE_KEYS, locale_for

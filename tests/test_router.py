@@ -6,7 +6,8 @@ import pytest
 from adapters.registry import choose_adapter, load_registry
 from babelbot.languages import TRAINING_LANGUAGES
 from bot.app import BotConfig, build_router
-from bot.intents import INTENTS, NaiveBayesIntents, char_ngrams, read_examples
+from babelbot.labels import INTENTS
+from bot.intents import NaiveBayesIntents, char_ngrams, read_examples
 from bot.language import LanguageDetector, evidence
 from bot.router_eval import DEFAULT_DATA, evaluate
 

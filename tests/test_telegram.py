@@ -15,7 +15,7 @@ from telegram import Bot
 from bot.store import Store
 from bot.telegram_app import deliver, split_message
 from prompts.locales import locale_for
-from tests.fake_bot_api import BOT_USER, FakeBotApi, text_update
+from bot.telegram_fake import BOT_USER, FakeBotApi, text_update
 
 TOKEN = "123456:TEST-secret-token-never-logged"
 AGENTS = -100

@@ -1,0 +1,92 @@
+"""Training on a tiny random model: seconds per run."""
+
+import json
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+
+from adapters.registry import load_registry, read_card
+from babelbot.config import load_config
+from tuning.train import TuneConfig, TuneError, tune
+
+
+def config_for(tiny_model_dir, tmp_path, name="t", **overrides) -> TuneConfig:
+    values = dict(model=str(tiny_model_dir), languages=["es"], max_steps=4, batch_tokens=1024, max_length=256,
+                  max_train_examples=24, output_dir=str(tmp_path / "adapters" / name), run_dir=str(tmp_path / "runs" / name),
+                  checkpoint_every=2, name=name, lora_dropout=0.0, warmup_steps=1, learning_rate=1e-3)
+    values.update(overrides)
+    return load_config(TuneConfig, None, [f"{k}={','.join(v) if isinstance(v, list) else v}" for k, v in values.items()])
+
+
+def plain_peft_logits(tiny_model_dir, adapter_dir, input_ids):
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model = PeftModel.from_pretrained(base, adapter_dir).eval()
+    with torch.no_grad():
+        return model(input_ids=input_ids).logits
+
+
+@pytest.mark.parametrize("method", ["lora", "prompt_tuning"])
+def test_tune_saves_a_plain_peft_adapter_with_identical_logits(tiny_model_dir, tmp_path, method):
+    config = config_for(tiny_model_dir, tmp_path, name=f"reply-es-{method}", method=method)
+    result = tune(config)
+    folder = tmp_path / "adapters" / f"reply-es-{method}"
+    for name in ("adapter_config.json", "adapter_model.safetensors", "card.json", "README.md", "loss.png"):
+        assert (folder / name).is_file(), name
+    card = read_card(folder)
+    assert (card.task, card.languages, card.method) == ("reply", ("es",), method)
+    raw = json.loads((folder / "card.json").read_text())
+    assert len(raw["base_fingerprint"]) == 64 and len(raw["data_fingerprint"]) == 64
+    assert raw["training"]["steps"] == 4 and raw["training"]["trainable_parameters"] > 0
+    assert (tmp_path / "runs" / f"reply-es-{method}" / "metrics.json").is_file()
+    assert list(load_registry(tmp_path / "adapters")) == [f"reply-es-{method}"]
+
+    input_ids = result.tokenizer("Hola, ¿dónde está mi pedido?", return_tensors="pt")["input_ids"]
+    result.model.eval()
+    with torch.no_grad():
+        trained = result.model(input_ids=input_ids).logits
+    assert torch.equal(trained, plain_peft_logits(tiny_model_dir, folder, input_ids))
+
+
+def test_a_resumed_run_continues_the_same_loss_curve(tiny_model_dir, tmp_path):
+    whole = tune(config_for(tiny_model_dir, tmp_path, name="whole", max_steps=6, checkpoint_every=3)).metrics
+    first = tune(config_for(tiny_model_dir, tmp_path, name="split", max_steps=6, stop_after=3, checkpoint_every=3))
+    assert first.metrics["steps"] == 3
+    resumed = tune(config_for(tiny_model_dir, tmp_path, name="split", max_steps=6, checkpoint_every=3)).metrics
+    state_whole = json.loads((tmp_path / "runs" / "whole" / "state.json").read_text())["state"]["losses"]
+    state_split = json.loads((tmp_path / "runs" / "split" / "state.json").read_text())["state"]["losses"]
+    assert len(state_split) == 6 and state_split == pytest.approx(state_whole, abs=1e-5)
+    assert resumed["steps"] == whole["steps"] == 6
+
+
+def test_resuming_with_another_config_is_refused(tiny_model_dir, tmp_path):
+    tune(config_for(tiny_model_dir, tmp_path, name="r", max_steps=4, stop_after=2))
+    with pytest.raises(TuneError, match="another config"):
+        tune(config_for(tiny_model_dir, tmp_path, name="r", max_steps=4, learning_rate=5e-4))
+
+
+def test_nan_loss_and_empty_data_stop_with_a_clear_message(tiny_model_dir, tmp_path):
+    with pytest.raises(TuneError, match="loss became"):
+        tune(config_for(tiny_model_dir, tmp_path, name="nan", learning_rate=1e30, max_steps=20))
+    (tmp_path / "empty" / "conversations").mkdir(parents=True)
+    with pytest.raises(TuneError, match="no training examples"):
+        tune(config_for(tiny_model_dir, tmp_path, name="empty", data_dir=str(tmp_path / "empty")))
+
+
+def test_bad_tune_configs_name_the_key():
+    with pytest.raises(ValueError, match="method"):
+        TuneConfig(method="adapter_v2")
+    with pytest.raises(ValueError, match="languages"):
+        TuneConfig(languages=["xx"])
+    with pytest.raises(ValueError, match="QLoRA"):
+        TuneConfig(method="prompt_tuning", quantize="4bit")
+
+
+def test_4bit_qlora(tiny_model_dir, tmp_path):
+    config = config_for(tiny_model_dir, tmp_path, name="q", quantize="4bit")
+    if not torch.cuda.is_available():
+        with pytest.raises(TuneError, match="needs a CUDA GPU"):
+            tune(config)
+        pytest.skip("4-bit QLoRA needs a CUDA GPU (bitsandbytes); checked that CPU gets a clear error instead")
+    assert tune(config).metrics["quantize"] == "4bit"
