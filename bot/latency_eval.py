@@ -33,7 +33,8 @@ def main(args) -> int:
                 first = first or time.perf_counter() - start
             total = time.perf_counter() - start
             tokens = manager.engine.count_tokens(reply.text)
-            rows.append({"language": language, "detected": reply.route.language, "first_piece_s": first,
+            rows.append({"language": language, "detected": reply.route.language,
+                         "reply_language": manager.router.languages.detect(reply.text), "first_piece_s": first,
                          "reply_s": total, "reply_tokens": tokens, "reply": reply.text})
     metrics = {
         "load_s": load_s,
@@ -42,9 +43,9 @@ def main(args) -> int:
         "tokens_per_s_median": statistics.median(r["reply_tokens"] / r["reply_s"] for r in rows),
         "rows": rows,
     }
-    lines = ["| language | detected | first piece (s) | full reply (s) | tokens |", "|---|---|---:|---:|---:|"]
-    lines += [f"| {r['language']} | {r['detected']} | {r['first_piece_s']:.2f} | {r['reply_s']:.2f} | {r['reply_tokens']} |"
-              for r in rows]
+    lines = ["| message | detected | reply in | first piece (s) | full reply (s) | tokens |", "|---|---|---|---:|---:|---:|"]
+    lines += [f"| {r['language']} | {r['detected']} | {r['reply_language']} | {r['first_piece_s']:.2f} | "
+              f"{r['reply_s']:.2f} | {r['reply_tokens']} |" for r in rows]
     lines.append(f"\nModel and router load: {load_s:.1f} s. Median first piece {metrics['first_piece_s_median']:.2f} s, "
                  f"full reply {metrics['reply_s_median']:.2f} s, {metrics['tokens_per_s_median']:.1f} tokens/s.")
     table = "\n".join(lines) + "\n"

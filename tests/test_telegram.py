@@ -25,13 +25,13 @@ def notice(language: str, key: str, **values) -> str:
     return locale_for(language).notice(key, **values)
 
 
-def start_bot(api, model_dir, home, *extra):
+def start_bot(api, model_dir, home, flags=(), overrides=()):
     env = {**os.environ, "TELEGRAM_BOT_TOKEN": TOKEN, "BABELBOT_HOME": str(home), "HF_HUB_OFFLINE": "1"}
     log = open(home / "bot.log", "w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "babelbot.cli", "telegram", "--base-url", api.base_url, f"model={model_dir}",
+        [sys.executable, "-m", "babelbot.cli", "telegram", "--base-url", api.base_url, *flags, f"model={model_dir}",
          "generation.max_new_tokens=12", f"telegram.agents_chat_id={AGENTS}", "telegram.edit_interval_s=0.2",
-         "telegram.rate_limit_messages=6", "telegram.rate_limit_window_s=10", *extra],
+         "telegram.rate_limit_messages=6", "telegram.rate_limit_window_s=10", *overrides],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     return process, log
@@ -216,20 +216,23 @@ def test_split_message(limit, text, expected):
     assert split_message(text, limit) == expected
 
 
-def test_webhook_refuses_a_wrong_secret(api, tiny_model_dir, tmp_path):
+def test_webhook_refuses_a_wrong_secret_and_serves_only_allowed_users(api, tiny_model_dir, tmp_path):
     home = tmp_path / "webhook-home"
     home.mkdir()
     with __import__("socket").socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    process, log = start_bot(api, tiny_model_dir, home, "--webhook-url", f"https://bot.example/telegram",
-                             "--port", str(port), "--secret", "right-secret")
+    process, log = start_bot(
+        api, tiny_model_dir, home,
+        flags=["--webhook-url", "https://bot.example/telegram", "--port", str(port), "--secret", "right-secret"],
+        overrides=["telegram.allowed_user_ids=9,10"],
+    )
     try:
         api.wait_for(lambda: api.calls_of("setWebhook") or process.poll() is not None, timeout=180)
         assert api.calls_of("setWebhook")[-1]["secret_token"] == "right-secret"
 
-        def post(secret):
-            body = json.dumps({"update_id": 99999, **text_update(9, "Hello, where is my order?")}).encode()
+        def post(secret, chat_id=9, update_id=99999):
+            body = json.dumps({"update_id": update_id, **text_update(chat_id, "Hello, where is my order?")}).encode()
             request = urllib.request.Request(
                 f"http://127.0.0.1:{port}/telegram", data=body, method="POST",
                 headers={"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": secret},
@@ -249,7 +252,10 @@ def test_webhook_refuses_a_wrong_secret(api, tiny_model_dir, tmp_path):
                 time.sleep(0.2)
         assert status == 403
         assert api.texts(9) == []
+        assert post("right-secret", chat_id=11, update_id=99998) == 200  # not on the allowlist: ignored
         assert post("right-secret") == 200
         api.wait_for(lambda: len(api.texts(9)) >= 1, timeout=60)
+        time.sleep(1)
+        assert api.texts(11) == []
     finally:
         stop_bot(process, log, home)
