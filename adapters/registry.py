@@ -32,6 +32,7 @@ class AdapterCard:
     method: str
     base_model: str
     path: Path
+    base_fingerprint: str | None = None  # SHA-256 of the base weights it was trained on
 
     @property
     def multilingual(self) -> bool:
@@ -65,6 +66,7 @@ def read_card(folder: Path) -> AdapterCard:
         method=raw["method"],
         base_model=raw["base_model"],
         path=folder,
+        base_fingerprint=raw.get("base_fingerprint"),
     )
 
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adapters.registry import load_registry
-from babelbot.models import DEFAULT_MODEL, babelbot_home, load_model
+from babelbot.models import DEFAULT_MODEL, babelbot_home, load_model, model_fingerprint, resolve_model
 from babelbot.paths import ADAPTERS_DIR
 from bot.dialogue import DialogueManager, DialogueSettings
 from bot.engine import Engine, GenerationSettings
@@ -35,16 +35,21 @@ class BotConfig:
         return Path(self.database) if self.database else babelbot_home() / "conversations.sqlite3"
 
 
-def build_router(config: BotConfig) -> Router:
-    """The router alone (no model): language, intent, adapter."""
+def build_router(config: BotConfig, adapters: dict | None = None) -> Router:
+    """The router: language, intent, adapter. Without a model (`babelbot route`) it chooses
+    among the adapters in the registry; the bot passes the ones its engine loaded."""
     warm_up()
-    registry = load_registry(Path(config.adapters_dir), base_model=config.model)
-    log.info("adapters available: %s", sorted(registry) or "none (base model only)")
-    return Router(LanguageDetector(), default_intent_detector(), registry, config.dialogue.default_language)
+    if adapters is None:
+        adapters = load_registry(Path(config.adapters_dir), base_model=config.model)
+    log.info("adapters available: %s", sorted(adapters) or "none (base model only)")
+    return Router(LanguageDetector(), default_intent_detector(), adapters, config.dialogue.default_language)
 
 
 def build_manager(config: BotConfig, store: Store | None = None) -> DialogueManager:
     model, tokenizer = load_model(config.model, device=config.device, dtype=config.dtype)
     engine = Engine(model, tokenizer, config.generation)
+    registry = load_registry(Path(config.adapters_dir), base_model=config.model)
+    if registry:  # hashing the base weights takes a second or two; only worth it with adapters
+        engine.load_adapters(registry, model_fingerprint(resolve_model(config.model)))
     store = store or Store(config.database_path())
-    return DialogueManager(engine, store, build_router(config), config.dialogue)
+    return DialogueManager(engine, store, build_router(config, engine.adapters), config.dialogue)

@@ -14,6 +14,7 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from adapters.registry import choose_adapter
 from babelbot.languages import language_name
 from bot.engine import Engine
 from bot.router import Route, Router
@@ -120,12 +121,15 @@ class DialogueManager:
         turns = [Turn(t.role, t.text) for t in self.store.turns(session) if t.kind != "notice"]
         if not turns:
             return "(no messages yet)"
-        return self.engine.complete(summarize_prompt(turns)).strip() or transcript_text(turns)[-500:]
+        adapter = choose_adapter(self.router.adapters, "en", "summarize")
+        summary = self.engine.complete(summarize_prompt(turns), adapter.name if adapter else None)
+        return summary.strip() or transcript_text(turns)[-500:]
 
     def translate(self, text: str, source: str, target: str) -> str:
         if source == target:
             return text
-        return self.engine.complete(translate_prompt(text, source, target)).strip() or text
+        adapter = choose_adapter(self.router.adapters, target if source == "en" else source, "translate")
+        return self.engine.complete(translate_prompt(text, source, target), adapter.name if adapter else None).strip() or text
 
     def agent_reply(self, session_id: str, text: str, agent_language: str = "en") -> str:
         """An agent's answer, translated into the customer's language and stored; returns it."""
@@ -182,7 +186,7 @@ class DialogueManager:
             return
         sent = ""
         try:
-            for piece in self.engine.stream(prompt):
+            for piece in self.engine.stream(prompt, route.adapter):
                 sent += piece
                 yield piece
         except Exception:

@@ -1,10 +1,16 @@
-"""Generation: one model in memory, replies streamed as text pieces.
+"""Generation: one base model in memory with its adapters, replies streamed as text pieces.
 
-The engine owns the model, so it owns the rule that one generation runs at a time: on a
-2-core CPU two interleaved generations only slow each other down, and (once adapters are
-switched per request) they would otherwise see each other's adapter.
+The engine owns the model and the adapters, so it owns the rule that one generation runs at
+a time: PEFT has one active adapter per model, and two requests switching it at once would
+get each other's adapter (on a 2-core CPU they would only slow each other down anyway).
+
+LoRA adapters live in one PeftModel and are switched with `set_adapter`; each prompt-tuning
+adapter is its own thin PeftModel over the same base (it only prepends virtual tokens), run
+with the LoRA layers disabled.
 """
 
+import contextlib
+import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,7 +18,10 @@ from dataclasses import dataclass
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
+from adapters.registry import AdapterCard
 from prompts.formats import Prompt, PromptFormat, format_for
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -82,6 +91,49 @@ class Engine:
         self.format = prompt_format or format_for(tokenizer)
         self.lock = threading.Lock()
         self.window = getattr(model.config, "max_position_embeddings", None) or 2048
+        self.lora = None  # PeftModel holding every LoRA adapter, once one is loaded
+        self.prompt_tuned: dict[str, object] = {}  # name → PeftModel (prompt tuning)
+        self.adapters: dict[str, AdapterCard] = {}
+
+    def load_adapters(self, cards: dict[str, AdapterCard], base_fingerprint: str | None = None) -> dict[str, AdapterCard]:
+        """Load every adapter that fits this base model; refuse the others with a logged reason
+        and keep serving. Returns the loaded ones."""
+        from peft import PeftModel
+
+        for name, card in cards.items():
+            if base_fingerprint and card.base_fingerprint and card.base_fingerprint != base_fingerprint:
+                log.warning("refusing adapter %s: trained on other base weights (fingerprint %s…, serving %s…); "
+                            "retrain it with `babelbot tune` on this model", name, card.base_fingerprint[:12],
+                            base_fingerprint[:12])
+                continue
+            try:
+                with self.lock:
+                    if card.method == "lora":
+                        if self.lora is None:
+                            self.lora = PeftModel.from_pretrained(self.model, card.path, adapter_name=name).eval()
+                        else:
+                            self.lora.load_adapter(card.path, adapter_name=name)
+                    else:
+                        self.prompt_tuned[name] = PeftModel.from_pretrained(self.model, card.path).eval()
+            except Exception as error:  # a corrupt or mismatched file must not stop the bot
+                log.warning("refusing adapter %s from %s: %s", name, card.path, error)
+                continue
+            self.adapters[name] = card
+        log.info("adapters loaded: %s", sorted(self.adapters) or "none")
+        return dict(self.adapters)
+
+    @contextlib.contextmanager
+    def _model_for(self, adapter: str | None):
+        """The model to generate with for `adapter` (None: the base model). Hold self.lock."""
+        if adapter is not None and adapter not in self.adapters:
+            raise ValueError(f"adapter {adapter!r} is not loaded; loaded: {sorted(self.adapters)}")
+        if adapter is not None and self.adapters[adapter].method == "lora":
+            self.lora.set_adapter(adapter)
+            yield self.lora
+            return
+        without_lora = self.lora.disable_adapter() if self.lora is not None else contextlib.nullcontext()
+        with without_lora:
+            yield self.prompt_tuned[adapter] if adapter is not None else self.model
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -89,11 +141,11 @@ class Engine:
     def prompt_tokens(self, prompt: Prompt) -> int:
         return self.count_tokens(self.format.apply(prompt))
 
-    def complete(self, prompt: Prompt, max_new_tokens: int | None = None) -> str:
+    def complete(self, prompt: Prompt, adapter: str | None = None, max_new_tokens: int | None = None) -> str:
         """The whole reply at once (summaries, translations)."""
-        return "".join(self.stream(prompt, max_new_tokens))
+        return "".join(self.stream(prompt, adapter, max_new_tokens))
 
-    def stream(self, prompt: Prompt, max_new_tokens: int | None = None) -> Iterator[str]:
+    def stream(self, prompt: Prompt, adapter: str | None = None, max_new_tokens: int | None = None) -> Iterator[str]:
         max_new_tokens = max_new_tokens or self.settings.max_new_tokens
         text = self.format.apply(prompt)
         inputs = self.tokenizer(text, return_tensors="pt").to(self.model.device)
@@ -124,8 +176,8 @@ class Engine:
 
         def run():
             try:
-                with self.lock, torch.inference_mode():
-                    self.model.generate(**kwargs)
+                with self.lock, torch.inference_mode(), self._model_for(adapter) as model:
+                    model.generate(**kwargs)
             except BaseException as error:  # surfaced in the consumer's thread below
                 errors.append(error)
                 streamer.end()

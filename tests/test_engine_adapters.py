@@ -1,0 +1,89 @@
+"""The engine serves LoRA and prompt-tuning adapters exactly as plain PEFT does."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+
+from adapters.registry import load_registry
+from babelbot.config import load_config
+from babelbot.models import load_model, model_fingerprint
+from bot.engine import Engine, GenerationSettings
+from prompts.formats import PlainFormat, Prompt, Turn
+from tuning.train import TuneConfig, tune
+
+PROMPT = Prompt(system="Be brief.", turns=(Turn("user", "Hola, ¿dónde está mi pedido NW-12345?"),))
+
+
+@pytest.fixture(scope="module")
+def adapters_dir(tiny_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("adapters")
+    runs = tmp_path_factory.mktemp("runs")
+    for method, rate in (("lora", "5e-3"), ("prompt_tuning", "5e-2")):
+        name = f"reply-es-{method.replace('_', '-')}"
+        tune(load_config(TuneConfig, None, [
+            f"model={tiny_model_dir}", "languages=es", f"method={method}", "max_steps=6", "batch_tokens=1024",
+            "max_length=256", "max_train_examples=24", f"learning_rate={rate}", "warmup_steps=1",
+            f"output_dir={root / name}", f"run_dir={runs / name}",
+        ]))
+    return root
+
+
+def plain_peft_reply(tiny_model_dir, adapter_dir) -> str:
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model = PeftModel.from_pretrained(base, adapter_dir).eval() if adapter_dir else base.eval()
+    _, tokenizer = load_model(str(tiny_model_dir), device="cpu")
+    inputs = tokenizer(PlainFormat().apply(PROMPT), return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=16, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    text = tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    cuts = [i for stop in PlainFormat().stop_strings(PROMPT) if (i := text.find(stop)) >= 0]
+    return text[: min(cuts, default=len(text))].strip()
+
+
+def test_each_adapter_generates_exactly_like_plain_peft(tiny_model_dir, adapters_dir):
+    model, tokenizer = load_model(str(tiny_model_dir), device="cpu")
+    engine = Engine(model, tokenizer, GenerationSettings(max_new_tokens=16))
+    loaded = engine.load_adapters(load_registry(adapters_dir), model_fingerprint(str(tiny_model_dir)))
+    assert sorted(loaded) == ["reply-es-lora", "reply-es-prompt-tuning"]
+    replies = {}
+    for name in (None, "reply-es-lora", "reply-es-prompt-tuning", None):  # base again: adapters leave no trace
+        replies[name] = engine.complete(PROMPT, name)
+        assert replies[name] == plain_peft_reply(tiny_model_dir, adapters_dir / name if name else None), name
+    assert len(set(replies.values())) == 3  # the adapters really change the output
+
+
+def test_corrupt_or_foreign_adapters_are_refused_and_the_rest_served(tiny_model_dir, adapters_dir, tmp_path, caplog):
+    root = tmp_path / "adapters"
+    shutil.copytree(adapters_dir, root)
+    (root / "reply-es-lora" / "adapter_model.safetensors").write_bytes(b"\0garbage")
+    card = json.loads((root / "reply-es-prompt-tuning" / "card.json").read_text())
+    shutil.copytree(root / "reply-es-prompt-tuning", root / "reply-fr-prompt-tuning")
+    card.update(name="reply-fr-prompt-tuning", languages=["fr"], base_fingerprint="f" * 64)
+    (root / "reply-fr-prompt-tuning" / "card.json").write_text(json.dumps(card))
+    model, tokenizer = load_model(str(tiny_model_dir), device="cpu")
+    engine = Engine(model, tokenizer, GenerationSettings(max_new_tokens=8))
+    loaded = engine.load_adapters(load_registry(root), model_fingerprint(str(tiny_model_dir)))
+    assert list(loaded) == ["reply-es-prompt-tuning"]
+    assert "refusing adapter reply-es-lora" in caplog.text and "trained on other base weights" in caplog.text
+    assert engine.complete(PROMPT, "reply-es-prompt-tuning")
+    with pytest.raises(ValueError, match="not loaded"):
+        engine.complete(PROMPT, "reply-es-lora")
+
+
+def test_the_bot_answers_through_the_adapter_for_the_language(tiny_model_dir, adapters_dir, tmp_path):
+    from bot.app import BotConfig, build_manager
+
+    config = BotConfig(model=str(tiny_model_dir), adapters_dir=str(adapters_dir), database=str(tmp_path / "c.sqlite3"))
+    manager = build_manager(config)
+    spanish = manager.handle("s", "Hola, ¿dónde está mi pedido NW-12345?")
+    assert spanish.route.adapter == "reply-es-lora"  # LoRA preferred over prompt tuning
+    assert spanish.read()
+    italian = manager.handle("i", "Buongiorno, dov'è il mio ordine?")
+    assert italian.route.language == "it" and italian.route.adapter == "reply-es-lora"  # nearest language
+    assert manager.handle("f", "Bonjour, où est ma commande ?").route.adapter is None  # base model
+    stored = manager.store.turns(manager.store.session("s"))
+    assert [t.adapter for t in stored] == ["reply-es-lora", "reply-es-lora"]
