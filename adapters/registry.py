@@ -113,3 +113,32 @@ def choose_adapter(registry: dict[str, AdapterCard], language: str, task: str) -
     multilingual = [card for card in candidates if card.multilingual]
     multilingual.sort(key=lambda card: language not in card.languages)
     return multilingual[0] if multilingual else None
+
+
+def verify_adapter(folder: Path, base_fingerprint: str | None = None) -> list[str]:
+    """Problems that would stop the bot from using this adapter; empty when it is usable."""
+    from safetensors import safe_open
+
+    try:
+        card = read_card(folder)
+    except AdapterError as error:
+        return [str(error)]
+    problems = []
+    try:
+        peft_config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+        expected = {"lora": "LORA", "prompt_tuning": "PROMPT_TUNING"}[card.method]
+        if peft_config.get("peft_type") != expected:
+            problems.append(f"{folder}/adapter_config.json: peft_type is {peft_config.get('peft_type')!r}, "
+                            f"the card says {card.method}")
+    except (OSError, ValueError) as error:
+        problems.append(f"{folder}/adapter_config.json: unreadable ({error})")
+    try:
+        with safe_open(str(folder / "adapter_model.safetensors"), framework="pt") as weights:
+            if not list(weights.keys()):
+                problems.append(f"{folder}/adapter_model.safetensors: holds no tensors")
+    except Exception as error:  # safetensors raises its own error types for damaged files
+        problems.append(f"{folder}/adapter_model.safetensors: corrupt ({error}); retrain or re-copy it")
+    if base_fingerprint and card.base_fingerprint and card.base_fingerprint != base_fingerprint:
+        problems.append(f"{folder}: trained on other base weights ({card.base_fingerprint[:12]}…); "
+                        f"this model is {base_fingerprint[:12]}…")
+    return problems

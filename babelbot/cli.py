@@ -9,6 +9,7 @@ from pathlib import Path
 
 from babelbot.config import ConfigError, load_config
 from babelbot.models import ModelError
+from babelbot.paths import ADAPTERS_DIR
 from bot.store import StoreError
 
 
@@ -119,6 +120,51 @@ def cmd_model_prepare(args) -> int:
     return 0
 
 
+def _adapter_folders(root: Path) -> list[Path]:
+    from adapters.registry import CARD_FILE
+
+    return sorted(p for p in root.iterdir() if (p / CARD_FILE).exists()) if root.is_dir() else []
+
+
+def cmd_adapters_list(args) -> int:
+    from adapters.registry import AdapterError, read_card
+
+    folders = _adapter_folders(Path(args.dir))
+    for folder in folders:
+        try:
+            card = read_card(folder)
+            print(f"{card.name}\t{card.task}\t{','.join(card.languages)}\t{card.method}\tbase={card.base_model}")
+        except AdapterError as error:
+            print(f"{folder.name}\tUNUSABLE: {error}")
+    if not folders:
+        print(f"no adapters in {args.dir}", file=sys.stderr)
+    return 0
+
+
+def cmd_adapters_show(args) -> int:
+    from adapters.registry import CARD_FILE
+
+    path = Path(args.dir) / args.name / CARD_FILE
+    if not path.exists():
+        print(f"babelbot: no adapter {args.name!r} in {args.dir} (see `babelbot adapters list`)", file=sys.stderr)
+        return 2
+    print(path.read_text(encoding="utf-8"))
+    return 0
+
+
+def cmd_adapters_verify(args) -> int:
+    from adapters.registry import verify_adapter
+    from babelbot.models import model_fingerprint, resolve_model
+
+    fingerprint = model_fingerprint(resolve_model(args.model)) if args.model else None
+    failed = 0
+    for folder in _adapter_folders(Path(args.dir)):
+        problems = verify_adapter(folder, fingerprint)
+        failed += bool(problems)
+        print(f"{folder.name}: " + ("ok" if not problems else "; ".join(problems)))
+    return 1 if failed else 0
+
+
 def cmd_tune(args) -> int:
     from tuning.train import main
 
@@ -154,6 +200,12 @@ def cmd_model_list(args) -> int:
 
 def cmd_eval_router(args) -> int:
     from bot.router_eval import main
+
+    return main(args)
+
+
+def cmd_eval_adapters(args) -> int:
+    from tuning.evaluate import main
 
     return main(args)
 
@@ -224,6 +276,18 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. max_steps=50 languages=es")
     tune.set_defaults(run=cmd_tune)
 
+    adapters = commands.add_parser("adapters", help="the adapter registry").add_subparsers(dest="action", required=True)
+    for name, run, text in (("list", cmd_adapters_list, "name, task, languages, method, base"),
+                            ("show", cmd_adapters_show, "an adapter's card"),
+                            ("verify", cmd_adapters_verify, "check files, weights and (with --model) the base")):
+        sub = adapters.add_parser(name, help=text)
+        sub.add_argument("--dir", default=str(ADAPTERS_DIR), help="adapters folder")
+        if name == "show":
+            sub.add_argument("name")
+        if name == "verify":
+            sub.add_argument("--model", help="also check the adapters were trained on this base model")
+        sub.set_defaults(run=run)
+
     data = commands.add_parser("data", help="the training data").add_subparsers(dest="action", required=True)
     check = data.add_parser("check", help="validate data/: file, line and field of every problem")
     check.add_argument("root", nargs="?", help="data folder (default: the project's data/)")
@@ -234,6 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
     router_eval.add_argument("--data", default=None, help="JSONL with id, language, intent, text")
     router_eval.add_argument("--out", default="results/router", help="folder for metrics.json and table.md")
     router_eval.set_defaults(run=cmd_eval_router)
+    adapters_eval = evaluate.add_parser("adapters", help="base model vs every adapter: loss, chrF, right language")
+    adapters_eval.add_argument("--config", help="YAML with EvalConfig keys")
+    adapters_eval.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. languages=es,fr limit=10")
+    adapters_eval.set_defaults(run=cmd_eval_adapters)
     latency = evaluate.add_parser("latency", help="model load, first-piece and full-reply latency on the default model")
     latency.add_argument("--out", default="results/latency", help="folder for metrics.json and table.md")
     latency.set_defaults(run=cmd_eval_latency)

@@ -10,7 +10,7 @@ from babelbot.paths import ADAPTERS_DIR
 from bot.dialogue import DialogueManager, DialogueSettings
 from bot.engine import Engine, GenerationSettings
 from bot.intents import default_intent_detector
-from bot.language import LanguageDetector, warm_up
+from babelbot.detect import LanguageDetector, warm_up
 from bot.router import Router
 from bot.store import Store
 from bot.telegram_app import TelegramConfig

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from adapters.registry import AdapterCard, choose_adapter
 from bot.intents import IntentDetector, IntentGuess
-from bot.language import LanguageDetector
+from babelbot.detect import LanguageDetector
 
 
 @dataclass(frozen=True)

@@ -50,3 +50,21 @@ def real_model_home(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def real_model(real_model_home):
     return load_model(str(real_model_home / "models" / DEFAULT_MODEL), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_adapters_dir(tiny_model_dir, tmp_path_factory):
+    """A LoRA and a prompt-tuning `reply` adapter for Spanish, trained for a few steps."""
+    from babelbot.config import load_config
+    from tuning.train import TuneConfig, tune
+
+    root = tmp_path_factory.mktemp("adapters")
+    runs = tmp_path_factory.mktemp("runs")
+    for method, rate in (("lora", "5e-3"), ("prompt_tuning", "5e-2")):
+        name = f"reply-es-{method.replace('_', '-')}"
+        tune(load_config(TuneConfig, None, [
+            f"model={tiny_model_dir}", "languages=es", f"method={method}", "max_steps=6", "batch_tokens=1024",
+            "max_length=256", "max_train_examples=24", f"learning_rate={rate}", "warmup_steps=1",
+            f"output_dir={root / name}", f"run_dir={runs / name}",
+        ]))
+    return root

@@ -99,3 +99,19 @@ def test_reply_jsonl_answers_each_line_as_a_new_conversation(tiny_model_dir, bab
     assert out[0]["language"] == "en" and out[0]["reply"]
     assert out[1]["reply"] == "Please type a message so I can help you."
     assert not (babelbot_home / "conversations.sqlite3").exists()  # kept out of the real database
+
+
+def test_adapters_list_show_verify(tiny_model_dir, tiny_adapters_dir, tmp_path):
+    import shutil
+
+    root = tmp_path / "adapters"
+    shutil.copytree(tiny_adapters_dir, root)
+    listed = babelbot("adapters", "list", "--dir", str(root))
+    assert listed.returncode == 0 and "reply-es-lora\treply\tes\tlora" in listed.stdout
+    shown = babelbot("adapters", "show", "reply-es-prompt-tuning", "--dir", str(root))
+    assert json.loads(shown.stdout)["method"] == "prompt_tuning"
+    ok = babelbot("adapters", "verify", "--dir", str(root), "--model", str(tiny_model_dir))
+    assert ok.returncode == 0 and ok.stdout.count(": ok") == 2
+    (root / "reply-es-lora" / "adapter_model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken")
+    bad = babelbot("adapters", "verify", "--dir", str(root))
+    assert bad.returncode == 1 and "reply-es-lora: " in bad.stdout and "corrupt" in bad.stdout

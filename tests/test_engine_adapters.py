@@ -9,27 +9,11 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 from adapters.registry import load_registry
-from babelbot.config import load_config
 from babelbot.models import load_model, model_fingerprint
 from bot.engine import Engine, GenerationSettings
 from prompts.formats import PlainFormat, Prompt, Turn
-from tuning.train import TuneConfig, tune
 
 PROMPT = Prompt(system="Be brief.", turns=(Turn("user", "Hola, ¿dónde está mi pedido NW-12345?"),))
-
-
-@pytest.fixture(scope="module")
-def adapters_dir(tiny_model_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("adapters")
-    runs = tmp_path_factory.mktemp("runs")
-    for method, rate in (("lora", "5e-3"), ("prompt_tuning", "5e-2")):
-        name = f"reply-es-{method.replace('_', '-')}"
-        tune(load_config(TuneConfig, None, [
-            f"model={tiny_model_dir}", "languages=es", f"method={method}", "max_steps=6", "batch_tokens=1024",
-            "max_length=256", "max_train_examples=24", f"learning_rate={rate}", "warmup_steps=1",
-            f"output_dir={root / name}", f"run_dir={runs / name}",
-        ]))
-    return root
 
 
 def plain_peft_reply(tiny_model_dir, adapter_dir) -> str:
@@ -44,21 +28,21 @@ def plain_peft_reply(tiny_model_dir, adapter_dir) -> str:
     return text[: min(cuts, default=len(text))].strip()
 
 
-def test_each_adapter_generates_exactly_like_plain_peft(tiny_model_dir, adapters_dir):
+def test_each_adapter_generates_exactly_like_plain_peft(tiny_model_dir, tiny_adapters_dir):
     model, tokenizer = load_model(str(tiny_model_dir), device="cpu")
     engine = Engine(model, tokenizer, GenerationSettings(max_new_tokens=16))
-    loaded = engine.load_adapters(load_registry(adapters_dir), model_fingerprint(str(tiny_model_dir)))
+    loaded = engine.load_adapters(load_registry(tiny_adapters_dir), model_fingerprint(str(tiny_model_dir)))
     assert sorted(loaded) == ["reply-es-lora", "reply-es-prompt-tuning"]
     replies = {}
     for name in (None, "reply-es-lora", "reply-es-prompt-tuning", None):  # base again: adapters leave no trace
         replies[name] = engine.complete(PROMPT, name)
-        assert replies[name] == plain_peft_reply(tiny_model_dir, adapters_dir / name if name else None), name
+        assert replies[name] == plain_peft_reply(tiny_model_dir, tiny_adapters_dir / name if name else None), name
     assert len(set(replies.values())) == 3  # the adapters really change the output
 
 
-def test_corrupt_or_foreign_adapters_are_refused_and_the_rest_served(tiny_model_dir, adapters_dir, tmp_path, caplog):
+def test_corrupt_or_foreign_adapters_are_refused_and_the_rest_served(tiny_model_dir, tiny_adapters_dir, tmp_path, caplog):
     root = tmp_path / "adapters"
-    shutil.copytree(adapters_dir, root)
+    shutil.copytree(tiny_adapters_dir, root)
     (root / "reply-es-lora" / "adapter_model.safetensors").write_bytes(b"\0garbage")
     card = json.loads((root / "reply-es-prompt-tuning" / "card.json").read_text())
     shutil.copytree(root / "reply-es-prompt-tuning", root / "reply-fr-prompt-tuning")
@@ -74,10 +58,10 @@ def test_corrupt_or_foreign_adapters_are_refused_and_the_rest_served(tiny_model_
         engine.complete(PROMPT, "reply-es-lora")
 
 
-def test_the_bot_answers_through_the_adapter_for_the_language(tiny_model_dir, adapters_dir, tmp_path):
+def test_the_bot_answers_through_the_adapter_for_the_language(tiny_model_dir, tiny_adapters_dir, tmp_path):
     from bot.app import BotConfig, build_manager
 
-    config = BotConfig(model=str(tiny_model_dir), adapters_dir=str(adapters_dir), database=str(tmp_path / "c.sqlite3"))
+    config = BotConfig(model=str(tiny_model_dir), adapters_dir=str(tiny_adapters_dir), database=str(tmp_path / "c.sqlite3"))
     manager = build_manager(config)
     spanish = manager.handle("s", "Hola, ¿dónde está mi pedido NW-12345?")
     assert spanish.route.adapter == "reply-es-lora"  # LoRA preferred over prompt tuning

@@ -8,7 +8,7 @@ from babelbot.languages import TRAINING_LANGUAGES
 from bot.app import BotConfig, build_router
 from babelbot.labels import INTENTS
 from bot.intents import NaiveBayesIntents, char_ngrams, read_examples
-from bot.language import LanguageDetector, evidence
+from babelbot.detect import LanguageDetector, evidence
 from bot.router_eval import DEFAULT_DATA, evaluate
 
 

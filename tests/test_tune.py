@@ -9,6 +9,7 @@ from transformers import AutoModelForCausalLM
 
 from adapters.registry import load_registry, read_card
 from babelbot.config import load_config
+from babelbot.models import load_model
 from tuning.train import TuneConfig, TuneError, tune
 
 
@@ -90,3 +91,29 @@ def test_4bit_qlora(tiny_model_dir, tmp_path):
             tune(config)
         pytest.skip("4-bit QLoRA needs a CUDA GPU (bitsandbytes); checked that CPU gets a clear error instead")
     assert tune(config).metrics["quantize"] == "4bit"
+
+
+def test_eval_compares_base_and_adapters(tiny_model_dir, tiny_adapters_dir, tmp_path):
+    from tuning.evaluate import EvalConfig, evaluate, markdown_table, plot_heatmap
+
+    report = evaluate(EvalConfig(model=str(tiny_model_dir), adapters_dir=str(tiny_adapters_dir), languages=["es"],
+                                 limit=2, max_new_tokens=6, max_length=256))
+    systems = [(r["system"], r["method"]) for r in report["results"]]
+    assert systems == [("base", "base"), ("reply-es-lora", "lora"), ("reply-es-prompt-tuning", "prompt_tuning")]
+    for r in report["results"]:
+        assert r["examples"] == 2 and 0 < r["loss"] < 20 and 0 <= r["chrf"] <= 100 and 0 <= r["right_language"] <= 1
+    base, lora, prompt_tuned = report["results"]
+    assert lora["loss"] != base["loss"]  # the adapter is really applied ...
+    # ... and unloaded afterwards: the prompt-tuning adapter is measured as if alone
+    from prompts.formats import PlainFormat
+    from tuning.data import reply_examples
+    from tuning.evaluate import reference_loss
+
+    alone = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                                      tiny_adapters_dir / "reply-es-prompt-tuning").eval()
+    _, tokenizer = load_model(str(tiny_model_dir))
+    examples = [e for e in reply_examples(languages=("es",)) if e.split == "test"][:2]
+    assert reference_loss(alone, tokenizer, PlainFormat(), examples, 256) == pytest.approx(prompt_tuned["loss"], abs=1e-5)
+    assert "| reply | es | reply-es-lora | lora | 2 |" in markdown_table(report)
+    plot_heatmap(report, tmp_path / "heatmap.png")
+    assert (tmp_path / "heatmap.png").stat().st_size > 1000

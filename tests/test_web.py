@@ -9,7 +9,7 @@ import pytest
 from bot.app import BotConfig, build_router
 from bot.dialogue import DialogueManager
 from bot.engine import Engine
-from bot.language import LanguageDetector
+from babelbot.detect import LanguageDetector
 from bot.store import Store
 from bot.web import build_demo
 

@@ -163,6 +163,7 @@ class Example:
     split: str
     prompt: Prompt
     target: str
+    target_language: str  # the language the target is written in
 
 
 def _records(root: Path, kind: str, languages: tuple[str, ...]) -> Iterator[dict]:
@@ -184,7 +185,7 @@ def reply_examples(root: Path = DATA_DIR, languages: tuple[str, ...] = TRAINING_
             intent = record["turns"][index - 1]["intent"]
             prompt = reply_prompt(record["language"], turns[:index], entries_for(intent, record["language"]))
             examples.append(Example(f"{record['id']}#{index}", "reply", record["language"], split_of(record["id"]),
-                                    prompt, turns[index].text))
+                                    prompt, turns[index].text, record["language"]))
     return examples
 
 
@@ -197,7 +198,7 @@ def summarize_examples(root: Path = DATA_DIR, languages: tuple[str, ...] = TRAIN
             continue
         turns = [Turn(t["role"], t["text"]) for t in conversation["turns"]]
         examples.append(Example(record["id"], "summarize", record["language"], split_of(conversation["id"]),
-                                summarize_prompt(turns), record["summary"]))
+                                summarize_prompt(turns), record["summary"], "en"))
     return examples
 
 
@@ -206,7 +207,7 @@ def translate_examples(root: Path = DATA_DIR, languages: tuple[str, ...] = TRAIN
     for record in _records(root, "translations", languages):
         prompt = translate_prompt(record["source"], record["source_language"], record["target_language"])
         examples.append(Example(record["id"], "translate", record["language"], split_of(record["id"]),
-                                prompt, record["target"]))
+                                prompt, record["target"], record["target_language"]))
     return examples
 
 

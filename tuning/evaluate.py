@@ -1,0 +1,182 @@
+"""`babelbot eval adapters`: the base model (prompted) against every adapter, per language and
+task, on the test split: loss and perplexity on the reference replies, chrF of greedy
+replies against them, and the share of replies in the right language. Writes metrics.json,
+a markdown table and a heatmap PNG.
+
+It uses plain PEFT (`PeftModel.from_pretrained` + `generate`), independent of the bot's
+engine, so it is also the reference the engine is checked against.
+"""
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from adapters.registry import AdapterCard, load_registry
+from babelbot.detect import LanguageDetector
+from babelbot.labels import TASKS
+from babelbot.languages import TRAINING_LANGUAGES
+from babelbot.models import DEFAULT_MODEL, load_model
+from babelbot.paths import ADAPTERS_DIR, DATA_DIR
+from prompts.formats import format_for
+from tuning.data import TASK_EXAMPLES, Example
+from tuning.train import collate, tokenize
+
+BASE = "base"
+
+
+@dataclass
+class EvalConfig:
+    """What to evaluate."""
+
+    model: str = DEFAULT_MODEL
+    adapters_dir: str = str(ADAPTERS_DIR)
+    data_dir: str = str(DATA_DIR)
+    tasks: list[str] | None = None  # default: every task that has an adapter
+    languages: list[str] | None = None  # default: all training languages
+    limit: int = 20  # test examples per (task, language); generation is the slow part on CPU
+    max_new_tokens: int = 64
+    max_length: int = 1024
+    out: str = "results/eval"
+
+    def __post_init__(self):
+        self.languages = self.languages or list(TRAINING_LANGUAGES)
+        if self.tasks and any(task not in TASKS for task in self.tasks):
+            raise ValueError(f"tasks must be among {TASKS}, got {self.tasks}")
+        if self.limit < 1:
+            raise ValueError("limit must be >= 1")
+
+
+def systems_for(registry: dict[str, AdapterCard], task: str, language: str) -> list[str]:
+    """The base model, then every adapter for this task that covers the language."""
+    names = sorted(name for name, card in registry.items() if card.task == task and language in card.languages)
+    return [BASE, *names]
+
+
+@torch.no_grad()
+def reference_loss(model, tokenizer, prompt_format, examples: list[Example], max_length: int) -> float:
+    """Mean cross-entropy per reference token (teacher forcing), one example at a time."""
+    total, count = 0.0, 0
+    for example in examples:
+        batch = collate([tokenize(example, tokenizer, prompt_format, max_length)], tokenizer.pad_token_id)
+        batch = {k: v.to(model.device) for k, v in batch.items()}
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits = logits[:, -batch["labels"].shape[1] :]  # prompt tuning prepends virtual tokens
+        labels = batch["labels"][:, 1:]
+        total += torch.nn.functional.cross_entropy(
+            logits[:, :-1].flatten(0, 1).float(), labels.flatten(), reduction="sum"
+        ).item()
+        count += int((labels != -100).sum())
+    return total / count
+
+
+@torch.no_grad()
+def greedy_reply(model, tokenizer, prompt_format, example: Example, max_new_tokens: int) -> str:
+    inputs = tokenizer(prompt_format.apply(example.prompt), return_tensors="pt").to(model.device)
+    stops = list(prompt_format.stop_strings(example.prompt))
+    out = model.generate(
+        **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+        **({"stop_strings": stops, "tokenizer": tokenizer} if stops else {}),
+    )
+    text = tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    cut = min((i for stop in stops if (i := text.find(stop)) >= 0), default=len(text))
+    return text[:cut].strip()
+
+
+def evaluate(config: EvalConfig) -> dict:
+    import sacrebleu
+    from peft import PeftModel
+
+    registry = load_registry(Path(config.adapters_dir), base_model=config.model)
+    tasks = config.tasks or sorted({card.task for card in registry.values()} or {"reply"})
+    detector = LanguageDetector()
+    base, tokenizer = load_model(config.model)
+    prompt_format = format_for(tokenizer)
+    results = []
+    jobs = [(task, lang) for task in tasks for lang in config.languages]
+    for task, language in tqdm(jobs, desc="evaluate", unit="language"):
+        examples = [e for e in TASK_EXAMPLES[task](Path(config.data_dir), (language,)) if e.split == "test"]
+        examples = examples[: config.limit]
+        if not examples:
+            continue
+        for system in systems_for(registry, task, language):
+            # A fresh wrapper per adapter: PEFT injects LoRA layers in place, so unload after.
+            model = base if system == BASE else PeftModel.from_pretrained(base, registry[system].path).eval()
+            started = time.perf_counter()
+            loss = reference_loss(model, tokenizer, prompt_format, examples, config.max_length)
+            replies = [greedy_reply(model, tokenizer, prompt_format, e, config.max_new_tokens) for e in examples]
+            if system != BASE:
+                base = model.unload() if registry[system].method == "lora" else model.get_base_model()
+            targets = [e.target for e in examples]
+            right = [detector.detect(r) == e.target_language for r, e in zip(replies, examples)]
+            results.append({
+                "task": task, "language": language, "system": system,
+                "method": BASE if system == BASE else registry[system].method,
+                "examples": len(examples), "loss": loss, "perplexity": math.exp(loss),
+                "chrf": sacrebleu.corpus_chrf(replies, [targets]).score,
+                "right_language": sum(right) / len(right),
+                "seconds": time.perf_counter() - started,
+                "samples": [{"reference": t, "reply": r} for t, r in list(zip(targets, replies))[:3]],
+            })
+    return {"config": {k: v for k, v in vars(config).items()}, "results": results}
+
+
+def markdown_table(report: dict) -> str:
+    lines = ["| task | language | system | method | examples | loss | ppl | chrF | right language |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in report["results"]:
+        lines.append(f"| {r['task']} | {r['language']} | {r['system']} | {r['method']} | {r['examples']} | "
+                     f"{r['loss']:.3f} | {r['perplexity']:.1f} | {r['chrf']:.1f} | {r['right_language']:.0%} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_heatmap(report: dict, path: Path, metric: str = "chrf") -> None:
+    """Languages × methods (base, LoRA, prompt tuning), one panel per task; the best adapter
+    of a method per cell."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({r["task"] for r in report["results"]})
+    methods = [BASE, "lora", "prompt_tuning"]
+    figure, axes = plt.subplots(1, len(tasks), figsize=(4 + 2.5 * len(tasks), 5), squeeze=False)
+    for axis, task in zip(axes[0], tasks):
+        languages = sorted({r["language"] for r in report["results"] if r["task"] == task})
+        grid = [[float("nan")] * len(methods) for _ in languages]
+        for r in report["results"]:
+            if r["task"] == task:
+                row, col = languages.index(r["language"]), methods.index(r["method"])
+                grid[row][col] = r[metric] if math.isnan(grid[row][col]) else max(grid[row][col], r[metric])
+        image = axis.imshow(grid, cmap="viridis", aspect="auto")
+        axis.set_xticks(range(len(methods)), methods)
+        axis.set_yticks(range(len(languages)), languages)
+        for row in range(len(languages)):
+            for col in range(len(methods)):
+                if not math.isnan(grid[row][col]):
+                    axis.text(col, row, f"{grid[row][col]:.1f}", ha="center", va="center", color="white")
+        axis.set_title(f"{task}: {metric}")
+        figure.colorbar(image, ax=axis)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main(args) -> int:
+    from babelbot.config import load_config
+
+    config = load_config(EvalConfig, args.config, args.overrides)
+    report = evaluate(config)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    table = markdown_table(report)
+    (out / "table.md").write_text(table, encoding="utf-8")
+    plot_heatmap(report, out / "heatmap.png")
+    print(table)
+    print(f"wrote {out / 'metrics.json'}, {out / 'table.md'} and {out / 'heatmap.png'}")
+    return 0
