@@ -118,7 +118,8 @@ class DialogueManager:
     def summarize(self, session_id: str) -> str:
         """An English summary of the current conversation for the agent taking over."""
         session = self.store.session(session_id)
-        turns = [Turn(t.role, t.text) for t in self.store.turns(session) if t.kind != "notice"]
+        # The latest turns say what the customer wants now; older ones would only slow this down.
+        turns = [Turn(t.role, t.text) for t in self.store.turns(session) if t.kind != "notice"][-12:]
         if not turns:
             return "(no messages yet)"
         adapter = choose_adapter(self.router.adapters, "en", "summarize")

@@ -251,16 +251,18 @@ class TelegramFrontEnd:
             )
 
     async def _to_agents(self, context, session_id: str, text: str) -> None:
+        """Post to the agents' chat; a reply to any of these messages reaches the customer."""
+        for chunk in split_message(text):
+            message = await with_retries(
+                context.bot.send_message, self.config.agents_chat_id, chunk, link_preview_options=NO_PREVIEW,
+                retries=self.config.max_retries,
+            )
+            self.manager.store.add_agent_thread(f"{self.config.agents_chat_id}:{message.message_id}", session_id)
+
+    async def _handoff_to_agents(self, context, session_id: str) -> None:
         if self.config.agents_chat_id is None:
             log.warning("handoff in %s but no telegram.agents_chat_id is configured; nobody is told", session_id)
             return
-        message = await with_retries(
-            context.bot.send_message, self.config.agents_chat_id, text, link_preview_options=NO_PREVIEW,
-            retries=self.config.max_retries,
-        )
-        self.manager.store.add_agent_thread(f"{self.config.agents_chat_id}:{message.message_id}", session_id)
-
-    async def _handoff_to_agents(self, context, session_id: str) -> None:
         summary = await asyncio.to_thread(self.manager.summarize, session_id)
         language = self.manager.language_of(self.manager.store.session(session_id))
         await self._to_agents(
@@ -326,7 +328,7 @@ class TelegramFrontEnd:
             await deliver(context.bot, chat_id, reply, self.config.edit_interval_s, self.config.max_retries)
             if reply.event == "handoff":
                 await self._handoff_to_agents(context, session_id)
-            elif reply.event == "waiting":
+            elif reply.event == "waiting" and self.config.agents_chat_id is not None:
                 language = reply.route.language
                 english = await asyncio.to_thread(self.manager.translate, text, language, "en")
                 await self._to_agents(context, session_id, f"💬 {session_id} ({language}): {english}")
