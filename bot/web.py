@@ -50,7 +50,7 @@ def build_demo(manager: DialogueManager) -> gr.Blocks:
                 yield [*header, gr.ChatMessage(content=text)]
         except Exception:
             log.exception("reply failed for session %s", session_id)
-            yield "Sorry, something went wrong on our side. Please try again in a moment."
+            yield manager.notice(session_id, "error")
 
     def restore(session_id: str | None):
         """Give a new browser a session id; show a returning one its conversation."""
