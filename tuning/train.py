@@ -202,7 +202,7 @@ def plot_loss(losses: list[float], path: Path, title: str) -> None:
 
     figure, axis = plt.subplots(figsize=(7, 4))
     axis.plot(range(1, len(losses) + 1), losses, linewidth=1, alpha=0.4, label="step")
-    window = max(1, len(losses) // 20)
+    window = max(1, min(25, len(losses) // 5))
     smooth = [sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1])
               for i in range(len(losses))]
     axis.plot(range(1, len(losses) + 1), smooth, linewidth=2, label=f"mean of {window}")
