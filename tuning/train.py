@@ -287,16 +287,15 @@ def tune(config: TuneConfig) -> TuneResult:
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    accelerator.register_for_checkpointing(scheduler)
 
     # -- resume
-    checkpoint, state_file = run_dir / "checkpoint", run_dir / "state.json"
+    checkpoint, state_file = run_dir / "checkpoint.pt", run_dir / "state.json"
     state = {"step": 0, "losses": [], "tokens": 0, "seconds": 0.0}
     if state_file.exists() and checkpoint.exists():
         saved = json.loads(state_file.read_text())
         if saved.get("config") != asdict(config) | {"stop_after": saved["config"]["stop_after"]}:
             raise TuneError(f"{run_dir} holds a run with another config; remove it or set run_dir= to start afresh")
-        accelerator.load_state(str(checkpoint))
+        load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler)
         state = saved["state"]
         log.info("resuming %s at step %d", config.name, state["step"])
 
@@ -326,7 +325,7 @@ def tune(config: TuneConfig) -> TuneResult:
         bar.update()
         bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{state['tokens'] / state['seconds']:.0f}")
         if state["step"] % config.checkpoint_every == 0 or state["step"] == last_step:
-            accelerator.save_state(str(checkpoint))
+            save_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler)
             state_file.write_text(json.dumps({"config": asdict(config), "state": state}) + "\n")
     bar.close()
 
@@ -346,6 +345,34 @@ def tune(config: TuneConfig) -> TuneResult:
         plot_loss(state["losses"], run_dir / "loss.png", f"{config.name}: loss per step")
         shutil.copy(run_dir / "loss.png", output_dir / "loss.png")
     return TuneResult(accelerator.unwrap_model(model), tokenizer, metrics)
+
+
+def save_checkpoint(path: Path, model, optimizer, scheduler) -> None:
+    """What a resumed run needs: the trainable weights (not the frozen base), the optimizer and
+    schedule, and the random states. Written beside and renamed, so a crash mid-write leaves
+    the previous checkpoint intact."""
+    from peft import get_peft_model_state_dict
+
+    partial = path.with_suffix(".partial")
+    torch.save({
+        "adapter": get_peft_model_state_dict(model), "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }, partial)
+    partial.replace(path)
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler) -> None:
+    from peft import set_peft_model_state_dict
+
+    saved = torch.load(path, weights_only=False)  # our own file: tensors plus RNG states
+    set_peft_model_state_dict(model, saved["adapter"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    torch.set_rng_state(saved["torch_rng"])
+    random.setstate(saved["python_rng"])
+    if saved["cuda_rng"] is not None:
+        torch.cuda.set_rng_state_all(saved["cuda_rng"])
 
 
 def save_adapter(model, config: TuneConfig, metrics: dict, data_hash: str, model_path: str, output_dir: Path) -> None:
