@@ -1,6 +1,7 @@
 """The `babelbot` command. Subcommands import what they need, so `tuning` and `bot` stay apart."""
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -11,6 +12,15 @@ from babelbot.config import ConfigError, load_config
 from babelbot.models import ModelError
 from babelbot.paths import ADAPTERS_DIR
 from bot.store import StoreError
+
+
+def _module_main(module: str):
+    """A subcommand whose code is `module.main(args)`, imported only when it runs."""
+
+    def run(args) -> int:
+        return importlib.import_module(module).main(args)
+
+    return run
 
 
 def _bot_config(args):
@@ -165,12 +175,6 @@ def cmd_adapters_verify(args) -> int:
     return 1 if failed else 0
 
 
-def cmd_tune(args) -> int:
-    from tuning.train import main
-
-    return main(args)
-
-
 def cmd_data_check(args) -> int:
     from tuning.data import check_data
 
@@ -196,30 +200,6 @@ def cmd_model_list(args) -> int:
         default = " (default)" if name == DEFAULT_MODEL else ""
         print(f"{name}{default}\tpip: {entry.pip_packages}\thub: {entry.hub_id}\t{'prepared' if ready else 'not prepared'}")
     return 0
-
-
-def cmd_eval_router(args) -> int:
-    from bot.router_eval import main
-
-    return main(args)
-
-
-def cmd_eval_adapters(args) -> int:
-    from tuning.evaluate import main
-
-    return main(args)
-
-
-def cmd_eval_latency(args) -> int:
-    from bot.latency_eval import main
-
-    return main(args)
-
-
-def cmd_bench_telegram(args) -> int:
-    from bot.telegram_bench import main
-
-    return main(args)
 
 
 def _add_bot_options(parser):
@@ -274,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune = commands.add_parser("tune", help="train an adapter (LoRA or prompt tuning)")
     tune.add_argument("config", help="YAML with TuneConfig keys (see tuning/configs/)")
     tune.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. max_steps=50 languages=es")
-    tune.set_defaults(run=cmd_tune)
+    tune.set_defaults(run=_module_main("tuning.train"))
 
     adapters = commands.add_parser("adapters", help="the adapter registry").add_subparsers(dest="action", required=True)
     for name, run, text in (("list", cmd_adapters_list, "name, task, languages, method, base"),
@@ -297,21 +277,21 @@ def build_parser() -> argparse.ArgumentParser:
     router_eval = evaluate.add_parser("router", help="language and intent accuracy and latency on a labelled set")
     router_eval.add_argument("--data", default=None, help="JSONL with id, language, intent, text")
     router_eval.add_argument("--out", default="results/router", help="folder for metrics.json and table.md")
-    router_eval.set_defaults(run=cmd_eval_router)
+    router_eval.set_defaults(run=_module_main("bot.router_eval"))
     adapters_eval = evaluate.add_parser("adapters", help="base model vs every adapter: loss, chrF, right language")
     adapters_eval.add_argument("--config", help="YAML with EvalConfig keys")
     adapters_eval.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. languages=es,fr limit=10")
-    adapters_eval.set_defaults(run=cmd_eval_adapters)
+    adapters_eval.set_defaults(run=_module_main("tuning.evaluate"))
     latency = evaluate.add_parser("latency", help="model load, first-piece and full-reply latency on the default model")
     latency.add_argument("--out", default="results/latency", help="folder for metrics.json and table.md")
-    latency.set_defaults(run=cmd_eval_latency)
+    latency.set_defaults(run=_module_main("bot.latency_eval"))
     bench = commands.add_parser("bench", help="benchmarks").add_subparsers(dest="what", required=True)
     telegram_bench = bench.add_parser("telegram", help="N chats at once against a local Bot API server")
     telegram_bench.add_argument("models", nargs="+", help="model specs to compare, e.g. gemma-3-270m ./tiny-model")
     telegram_bench.add_argument("--chats", type=int, default=20)
     telegram_bench.add_argument("--max-new-tokens", type=int, default=32)
     telegram_bench.add_argument("--out", default="results/telegram")
-    telegram_bench.set_defaults(run=cmd_bench_telegram)
+    telegram_bench.set_defaults(run=_module_main("bot.telegram_bench"))
     return parser
 
 

@@ -7,6 +7,8 @@ import pytest
 
 from babelbot.config import ConfigError, load_config
 from bot.app import BotConfig
+from bot.store import Store
+from prompts.locales import locale_for
 from babelbot.labels import INTENTS
 
 
@@ -115,3 +117,13 @@ def test_adapters_list_show_verify(tiny_model_dir, tiny_adapters_dir, tmp_path):
     (root / "reply-es-lora" / "adapter_model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken")
     bad = babelbot("adapters", "verify", "--dir", str(root))
     assert bad.returncode == 1 and "reply-es-lora: " in bad.stdout and "corrupt" in bad.stdout
+
+
+def test_terminal_chat_shows_the_route_and_keeps_the_session(tiny_model_dir, babelbot_home):
+    run = babelbot("chat", "--session", "t1", f"model={tiny_model_dir}", "generation.max_new_tokens=4",
+                   stdin="Hola, ¿dónde está mi pedido NW-12345?\n/reset\n")
+    assert run.returncode == 0, run.stderr
+    assert "[🌐 es · order_status · base model]" in run.stdout
+    assert run.stdout.strip().endswith(locale_for("es").notice("reset"))  # /reset answers in Spanish
+    store = Store(babelbot_home / "conversations.sqlite3")
+    assert store.session("t1").conversation == 2 and store.turns(store.session("t1")) == []
