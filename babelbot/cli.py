@@ -292,6 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     telegram_bench.add_argument("--max-new-tokens", type=int, default=32)
     telegram_bench.add_argument("--out", default="results/telegram")
     telegram_bench.set_defaults(run=_module_main("bot.telegram_bench"))
+    tune_gpu = bench.add_parser("tune-gpu", help="QLoRA 4-bit vs bf16 LoRA training on a CUDA GPU")
+    tune_gpu.add_argument("--steps", type=int, default=300)
+    tune_gpu.add_argument("--out", default="results/tune-gpu")
+    tune_gpu.set_defaults(run=_module_main("tuning.gpu_check"))
     return parser
 
 
