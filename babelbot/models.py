@@ -284,9 +284,10 @@ def build_tiny_model(folder: Path) -> Path:
     """A randomly initialised 2-layer Llama with a byte-level BPE tokenizer trained on the
     knowledge base: loads and generates in milliseconds, for tests and smoke runs. Its
     replies are random text."""
-    from prompts.knowledge import KNOWLEDGE_DIR
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from prompts.knowledge import KNOWLEDGE_DIR
 
     texts = [path.read_text(encoding="utf-8") for path in sorted(KNOWLEDGE_DIR.glob("*.yaml"))]
     tokenizer = Tokenizer(models.BPE())

@@ -5,12 +5,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adapters.registry import load_registry
+from babelbot.detect import LanguageDetector, warm_up
 from babelbot.models import DEFAULT_MODEL, babelbot_home, load_model, model_fingerprint, resolve_model
 from babelbot.paths import ADAPTERS_DIR
 from bot.dialogue import DialogueManager, DialogueSettings
 from bot.engine import Engine, GenerationSettings
 from bot.intents import default_intent_detector
-from babelbot.detect import LanguageDetector, warm_up
 from bot.router import Router
 from bot.store import Store
 from bot.telegram_app import TelegramConfig

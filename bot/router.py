@@ -3,8 +3,8 @@
 from dataclasses import dataclass
 
 from adapters.registry import AdapterCard, choose_adapter
-from bot.intents import IntentDetector, IntentGuess
 from babelbot.detect import LanguageDetector
+from bot.intents import IntentDetector, IntentGuess
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,8 @@ def markdown_table(metrics: dict) -> str:
     for name in ("training_languages", "other_languages"):
         s = metrics[name]
         if s["n"]:
-            lines.append(f"| **{name.replace('_', ' ')}** | {s['n']} | {s['language_accuracy']:.1%} | {s['intent_accuracy']:.1%} |")
+            label = name.replace("_", " ")
+            lines.append(f"| **{label}** | {s['n']} | {s['language_accuracy']:.1%} | {s['intent_accuracy']:.1%} |")
     latency = metrics["latency_ms"]
     lines.append(f"\nRoute latency per message: median {latency['median']:.2f} ms, p95 {latency['p95']:.2f} ms "
                  f"({latency['messages']} messages).")

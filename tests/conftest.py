@@ -5,7 +5,6 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 
 from babelbot.models import DEFAULT_MODEL, build_tiny_model, load_model, resolve_model
 

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 import pytest
 
 from babelbot.config import ConfigError, load_config
+from babelbot.labels import INTENTS
 from bot.app import BotConfig
 from bot.store import Store
 from prompts.locales import locale_for
-from babelbot.labels import INTENTS
 
 
 def babelbot(*args, stdin: str = ""):

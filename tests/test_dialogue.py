@@ -13,7 +13,7 @@ from prompts.locales import locale_for
 
 @pytest.fixture(scope="module")
 def router():
-    return build_router(BotConfig())
+    return build_router(BotConfig(), adapters={})  # the tiny model has no adapters
 
 
 @pytest.fixture

@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from babelbot.models import (
-    CATALOG, DEFAULT_MODEL, MARKER_FILE, CatalogEntry, ModelError, load_model, prepare_catalog_model, register_model,
+    CATALOG,
+    DEFAULT_MODEL,
+    MARKER_FILE,
+    CatalogEntry,
+    ModelError,
+    load_model,
+    prepare_catalog_model,
+    register_model,
     resolve_model,
 )
 

@@ -3,8 +3,8 @@ import re
 import pytest
 from transformers import PreTrainedTokenizerFast
 
-from babelbot.languages import TRAINING_LANGUAGES
 from babelbot.labels import INTENTS
+from babelbot.languages import TRAINING_LANGUAGES
 from prompts.formats import ChatTemplateFormat, PlainFormat, Prompt, Turn, format_for
 from prompts.knowledge import INTENT_TOPICS, TOPICS, entries_for, knowledge_base, render_entries
 from prompts.locales import NOTICE_KEYS, locale_for

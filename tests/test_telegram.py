@@ -14,8 +14,8 @@ from telegram import Bot
 
 from bot.store import Store
 from bot.telegram_app import deliver, split_message
-from prompts.locales import locale_for
 from bot.telegram_fake import BOT_USER, FakeBotApi, text_update
+from prompts.locales import locale_for
 
 TOKEN = "123456:TEST-secret-token-never-logged"
 AGENTS = -100

@@ -6,10 +6,13 @@ import time
 
 import pytest
 
+from adapters.registry import load_registry
+from babelbot.detect import LanguageDetector
+from babelbot.models import DEFAULT_MODEL, load_model, model_fingerprint
+from babelbot.paths import ADAPTERS_DIR
 from bot.app import BotConfig, build_router
 from bot.dialogue import DialogueManager
 from bot.engine import Engine
-from babelbot.detect import LanguageDetector
 from bot.store import Store
 from bot.web import build_demo
 
@@ -28,9 +31,12 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def web_url(real_model, tmp_path):
-    model, tokenizer = real_model
-    manager = DialogueManager(Engine(model, tokenizer), Store(tmp_path / "web.sqlite3"), build_router(BotConfig()))
+def web_url(real_model_home, tmp_path):
+    # Its own copy of the model: loading adapters changes a model in place.
+    folder = str(real_model_home / "models" / DEFAULT_MODEL)
+    engine = Engine(*load_model(folder, device="cpu"))
+    engine.load_adapters(load_registry(ADAPTERS_DIR, base_model=DEFAULT_MODEL), model_fingerprint(folder))
+    manager = DialogueManager(engine, Store(tmp_path / "web.sqlite3"), build_router(BotConfig(), engine.adapters))
     port = _free_port()
     demo = build_demo(manager)
     demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)

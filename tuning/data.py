@@ -76,7 +76,7 @@ def check_translation(record: dict) -> list[str]:
 
 
 def check_parallel(record: dict) -> list[str]:
-    problems = [] if record.get("intent") in INTENTS else [f"intent: must be one of the 13 intents"]
+    problems = [] if record.get("intent") in INTENTS else ["intent: must be one of the 13 intents"]
     texts = record.get("texts")
     if not isinstance(texts, dict):
         return problems + ["texts: must map language codes to texts"]

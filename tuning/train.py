@@ -26,7 +26,7 @@ from adapters.registry import CARD_FILE, CARD_FORMAT_VERSION, METHODS
 from babelbot.config import ConfigError
 from babelbot.labels import TASKS
 from babelbot.languages import TRAINING_LANGUAGES
-from babelbot.models import DEFAULT_MODEL, load_model, model_fingerprint, resolve_dtype, resolve_model
+from babelbot.models import DEFAULT_MODEL, load_model, model_fingerprint, resolve_model
 from babelbot.paths import ADAPTERS_DIR, DATA_DIR, REPO_ROOT
 from prompts.formats import format_for
 from tuning.data import TASK_EXAMPLES, Example
