@@ -3,10 +3,11 @@
 import shutil
 import socket
 import time
+from types import SimpleNamespace
 
 import pytest
 
-from adapters.registry import load_registry
+from adapters.registry import choose_adapter, load_registry
 from babelbot.detect import LanguageDetector
 from babelbot.models import DEFAULT_MODEL, load_model, model_fingerprint
 from babelbot.paths import ADAPTERS_DIR
@@ -31,7 +32,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def web_url(real_model_home, tmp_path):
+def web(real_model_home, tmp_path):
+    """The page on the real model with the shipped adapters, and the adapter it should use for Spanish."""
     # Its own copy of the model: loading adapters changes a model in place.
     folder = str(real_model_home / "models" / DEFAULT_MODEL)
     engine = Engine(*load_model(folder, device="cpu"))
@@ -40,7 +42,7 @@ def web_url(real_model_home, tmp_path):
     port = _free_port()
     demo = build_demo(manager)
     demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
+    yield SimpleNamespace(url=f"http://127.0.0.1:{port}/", spanish_adapter=choose_adapter(engine.adapters, "es", "reply"))
     demo.close()
 
 
@@ -75,7 +77,8 @@ def _wait_for_reply(page, timeout_s: float = 120) -> list[list[str]]:
     raise AssertionError(f"no finished reply after {timeout_s}s; saw {snapshots[-3:]}")
 
 
-def test_spanish_message_gets_a_streamed_spanish_reply(web_url, page):
+def test_spanish_message_gets_a_streamed_spanish_reply(web, page):
+    web_url, adapter = web.url, web.spanish_adapter
     page.goto(web_url)
     page.wait_for_selector("textarea")
     page.fill("textarea", "Hola, ¿cuánto tiempo tengo para devolver unas zapatillas?")
@@ -83,7 +86,7 @@ def test_spanish_message_gets_a_streamed_spanish_reply(web_url, page):
     snapshots = _wait_for_reply(page)
 
     header, reply = snapshots[-1][-2], snapshots[-1][-1]
-    assert header.startswith("🌐 es ·")  # then the intent and the adapter (or "base model") that answered
+    assert header.startswith("🌐 es ·") and header.endswith(f"· {adapter.name if adapter else 'base model'}")
     assert len(reply) > 20 and LanguageDetector().detect(reply) == "es"
     partial = [s[-1] for s in snapshots if len(s) >= 2 and s[-2] == header and 0 < len(s[-1]) < len(reply)]
     assert len(partial) >= 3, "the reply arrived in one piece, not streamed"
@@ -95,8 +98,8 @@ def test_spanish_message_gets_a_streamed_spanish_reply(web_url, page):
     assert "Hola, ¿cuánto tiempo" in page.locator('[data-testid="user"]').first.inner_text()
 
 
-def test_empty_and_huge_messages_get_a_notice_in_the_page(web_url, page):
-    page.goto(web_url)
+def test_empty_and_huge_messages_get_a_notice_in_the_page(web, page):
+    page.goto(web.url)
     page.wait_for_selector("textarea")
     page.fill("textarea", "x" * 20_000)
     page.keyboard.press("Enter")
