@@ -69,29 +69,17 @@ def cmd_chat(args) -> int:
     return 0
 
 
-def _read_jsonl(source: str):
-    """Yield (line number, record or None, error or None) for each non-blank input line."""
-    handle = sys.stdin if source == "-" else open(source, encoding="utf-8")
-    with handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                if not isinstance(record, dict) or "text" not in record or not isinstance(record["text"], str):
-                    raise ValueError('each line must be an object with a string "text"')
-            except ValueError as error:
-                yield number, None, f"line {number}: {error}"
-                continue
-            yield number, record, None
-
-
 def _jsonl_command(args, answer) -> int:
+    from babelbot.jsonl import read_jsonl
+
     failed = False
-    for number, record, error in _read_jsonl(args.jsonl):
+    handle = sys.stdin if args.jsonl == "-" else open(args.jsonl, encoding="utf-8")
+    for number, record, error in read_jsonl(handle):
+        if record is not None and not isinstance(record.get("text"), str):
+            error = 'each line must be an object with a string "text"'
         if error:
             failed = True
-            print(json.dumps({"id": None, "line": number, "error": error}), flush=True)
+            print(json.dumps({"id": None, "line": number, "error": f"line {number}: {error}"}), flush=True)
             continue
         out = {"id": record.get("id"), **answer(record["text"], number)}
         print(json.dumps(out, ensure_ascii=False), flush=True)

@@ -12,11 +12,11 @@ stable when files grow: 80% train, 10% dev, 10% test. A summary goes with its co
 """
 
 import hashlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from babelbot import jsonl
 from babelbot.labels import INTENTS
 from babelbot.languages import TRAINING_LANGUAGES
 from babelbot.paths import DATA_DIR
@@ -101,17 +101,8 @@ CHECKS = {
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict | None, str | None]]:
-    """(line number, record, problem) for each non-blank line."""
     with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as error:
-                yield number, None, f"not JSON ({error})"
-                continue
-            yield number, record, None if isinstance(record, dict) else "must be a JSON object"
+        yield from jsonl.read_jsonl(lines)
 
 
 def check_data(root: Path = DATA_DIR) -> list[str]:
