@@ -1,6 +1,7 @@
 """The `babelbot` command. Subcommands import what they need, so `tuning` and `bot` stay apart."""
 
 import argparse
+import contextlib
 import importlib
 import json
 import logging
@@ -73,16 +74,20 @@ def _jsonl_command(args, answer) -> int:
     from babelbot.jsonl import read_jsonl
 
     failed = False
-    handle = sys.stdin if args.jsonl == "-" else open(args.jsonl, encoding="utf-8")
-    for number, record, error in read_jsonl(handle):
-        if record is not None and not isinstance(record.get("text"), str):
-            error = 'each line must be an object with a string "text"'
-        if error:
-            failed = True
-            print(json.dumps({"id": None, "line": number, "error": f"line {number}: {error}"}), flush=True)
-            continue
-        out = {"id": record.get("id"), **answer(record["text"], number)}
-        print(json.dumps(out, ensure_ascii=False), flush=True)
+    try:
+        source = contextlib.nullcontext(sys.stdin) if args.jsonl == "-" else open(args.jsonl, encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read --jsonl {args.jsonl}: {error.strerror}") from None
+    with source as handle:
+        for number, record, error in read_jsonl(handle):
+            if record is not None and not isinstance(record.get("text"), str):
+                error = 'each line must be an object with a string "text"'
+            if error:
+                failed = True
+                print(json.dumps({"id": None, "line": number, "error": f"line {number}: {error}"}), flush=True)
+                continue
+            out = {"id": record.get("id"), **answer(record["text"], number)}
+            print(json.dumps(out, ensure_ascii=False), flush=True)
     return 1 if failed else 0
 
 
