@@ -24,10 +24,12 @@ _ORDER_NUMBER = re.compile(r"#?\b[A-Za-z]{1,3}-?\d{3,}\b")
 _NEUTRAL_WORDS = {"ok", "okay", "k", "thx", "ty", "lol", "hi", "hey", "yes", "no", "si", "sí", "ja", "da", "pls"}
 # Product and brand names customers type unchanged in every language; they pull short
 # messages toward English (or wherever lingua last saw them), so they are not evidence.
+# Bounded by non-Latin-letters rather than \b: in "AirPodsケース" the brand ends at the kana.
 _BRAND_WORDS = re.compile(
-    r"\b(?:i?phone\w*|ipad\w*|macbook\w*|airpods?\w*|magsafe|usb(?:-?c)?|type-?c|lightning|samsung|galaxy|"
-    r"pixel|android|apple|google|paypal|visa|mastercard|amex|nike|adidas|bluetooth|wi-?fi|sneakers?|hoodie|"
-    r"case|tracking|online|email|e-mail|app|login|password|nw-?\d+|pro|max|mini|plus|ultra)\b",
+    r"(?<![A-Za-z])(?:i?phone[a-z0-9]*|ipad[a-z0-9]*|macbook[a-z0-9]*|airpods?[a-z0-9]*|magsafe|usb(?:-?c)?|type-?c|"
+    r"lightning|samsung|galaxy|pixel|android|apple|google|paypal|visa|mastercard|amex|nike|adidas|bluetooth|"
+    r"wi-?fi|sneakers?|hoodie|case|tracking|online|email|e-mail|app|login|password|nw-?\d+|pro|max|mini|plus|"
+    r"ultra)(?![A-Za-z])",
     re.IGNORECASE,
 )
 
@@ -80,7 +82,7 @@ def _iso(language: Language) -> str:
 class LanguageDetector:
     """`detect(text, fallback)` → ISO 639-1 code; `fallback` when the text cannot tell."""
 
-    def __init__(self, preferred: tuple[str, ...] = TRAINING_LANGUAGES, ratio: float = 4.0, min_letters: int = 4):
+    def __init__(self, preferred: tuple[str, ...] = TRAINING_LANGUAGES, ratio: float = 4.0, min_letters: int = 3):
         self.preferred = set(preferred)
         self.ratio = ratio  # how many times more confident another language must be to win
         self.min_letters = min_letters
