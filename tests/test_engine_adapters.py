@@ -4,7 +4,6 @@ import json
 import shutil
 
 import pytest
-import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
@@ -12,6 +11,7 @@ from adapters.registry import load_registry
 from babelbot.models import load_model, model_fingerprint
 from bot.engine import Engine, GenerationSettings
 from prompts.formats import PlainFormat, Prompt, Turn
+from tuning.evaluate import greedy_reply
 
 PROMPT = Prompt(system="Be brief.", turns=(Turn("user", "Hola, ¿dónde está mi pedido NW-12345?"),))
 
@@ -20,12 +20,7 @@ def plain_peft_reply(tiny_model_dir, adapter_dir) -> str:
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     model = PeftModel.from_pretrained(base, adapter_dir).eval() if adapter_dir else base.eval()
     _, tokenizer = load_model(str(tiny_model_dir), device="cpu")
-    inputs = tokenizer(PlainFormat().apply(PROMPT), return_tensors="pt")
-    with torch.no_grad():
-        out = model.generate(**inputs, max_new_tokens=16, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-    text = tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-    cuts = [i for stop in PlainFormat().stop_strings(PROMPT) if (i := text.find(stop)) >= 0]
-    return text[: min(cuts, default=len(text))].strip()
+    return greedy_reply(model, tokenizer, PlainFormat(), PROMPT, max_new_tokens=16)
 
 
 def test_each_adapter_generates_exactly_like_plain_peft(tiny_model_dir, tiny_adapters_dir):

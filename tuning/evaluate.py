@@ -22,9 +22,9 @@ from babelbot.labels import TASKS
 from babelbot.languages import TRAINING_LANGUAGES
 from babelbot.models import DEFAULT_MODEL, load_model
 from babelbot.paths import ADAPTERS_DIR, DATA_DIR
-from prompts.formats import format_for
+from prompts.formats import Prompt, format_for
 from tuning.data import TASK_EXAMPLES, Example
-from tuning.train import collate, tokenize
+from tuning.train import mean_loss, tokenize
 
 BASE = "base"
 
@@ -57,27 +57,17 @@ def systems_for(registry: dict[str, AdapterCard], task: str, language: str) -> l
     return [BASE, *names]
 
 
-@torch.no_grad()
 def reference_loss(model, tokenizer, prompt_format, examples: list[Example], max_length: int) -> float:
-    """Mean cross-entropy per reference token (teacher forcing), one example at a time."""
-    total, count = 0.0, 0
-    for example in examples:
-        batch = collate([tokenize(example, tokenizer, prompt_format, max_length)], tokenizer.pad_token_id)
-        batch = {k: v.to(model.device) for k, v in batch.items()}
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        logits = logits[:, -batch["labels"].shape[1] :]  # prompt tuning prepends virtual tokens
-        labels = batch["labels"][:, 1:]
-        total += torch.nn.functional.cross_entropy(
-            logits[:, :-1].flatten(0, 1).float(), labels.flatten(), reduction="sum"
-        ).item()
-        count += int((labels != -100).sum())
-    return total / count
+    """Mean cross-entropy per reference token, one example per batch (no padding effects)."""
+    items = [tokenize(example, tokenizer, prompt_format, max_length) for example in examples]
+    return mean_loss(model, items, tokenizer.pad_token_id, batch_tokens=max_length, device=model.device)
 
 
 @torch.no_grad()
-def greedy_reply(model, tokenizer, prompt_format, example: Example, max_new_tokens: int) -> str:
-    inputs = tokenizer(prompt_format.apply(example.prompt), return_tensors="pt").to(model.device)
-    stops = list(prompt_format.stop_strings(example.prompt))
+def greedy_reply(model, tokenizer, prompt_format, prompt: Prompt, max_new_tokens: int) -> str:
+    """Plain `generate`, cut at the format's first stop string: the reference the engine must match."""
+    inputs = tokenizer(prompt_format.apply(prompt), return_tensors="pt").to(model.device)
+    stops = list(prompt_format.stop_strings(prompt))
     out = model.generate(
         **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
         **({"stop_strings": stops, "tokenizer": tokenizer} if stops else {}),
@@ -108,7 +98,7 @@ def evaluate(config: EvalConfig) -> dict:
             model = base if system == BASE else PeftModel.from_pretrained(base, registry[system].path).eval()
             started = time.perf_counter()
             loss = reference_loss(model, tokenizer, prompt_format, examples, config.max_length)
-            replies = [greedy_reply(model, tokenizer, prompt_format, e, config.max_new_tokens) for e in examples]
+            replies = [greedy_reply(model, tokenizer, prompt_format, e.prompt, config.max_new_tokens) for e in examples]
             if system != BASE:
                 base = model.unload() if registry[system].method == "lora" else model.get_base_model()
             targets = [e.target for e in examples]

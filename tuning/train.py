@@ -217,8 +217,10 @@ def plot_loss(losses: list[float], path: Path, title: str) -> None:
 
 @torch.no_grad()
 def mean_loss(model, items: list[Tokenized], pad_id: int, batch_tokens: int, device) -> float | None:
+    """Mean cross-entropy per reply token (teacher forcing); the model's train/eval mode is kept."""
     if not items:
         return None
+    was_training = model.training
     model.eval()
     total, count = 0.0, 0
     for batch in make_batches(items, batch_tokens, seed=0, epoch=0):
@@ -230,7 +232,7 @@ def mean_loss(model, items: list[Tokenized], pad_id: int, batch_tokens: int, dev
         )
         total += loss.item()
         count += int((tensors["labels"][:, 1:] != -100).sum())
-    model.train()
+    model.train(was_training)
     return total / count
 
 
