@@ -58,7 +58,7 @@ def systems_for(registry: dict[str, AdapterCard], task: str, language: str) -> l
 
 
 def reference_loss(model, tokenizer, prompt_format, examples: list[Example], max_length: int) -> float:
-    """Mean cross-entropy per reference token, one example per batch (no padding effects)."""
+    """Mean cross-entropy per reference token (padding is masked out)."""
     items = [tokenize(example, tokenizer, prompt_format, max_length) for example in examples]
     return mean_loss(model, items, tokenizer.pad_token_id, batch_tokens=max_length, device=model.device)
 
