@@ -6,7 +6,8 @@ Each adapter is a folder `adapters/<name>/` holding PEFT's `adapter_config.json`
     {"format_version": 1, "name": "reply-es-lora", "task": "reply", "languages": ["es"],
      "method": "lora", "base_model": "gemma-3-270m"}
 
-A card with several languages is a multilingual adapter.
+A card with several languages is a multilingual adapter. The router's sentence encoder
+(`babelbot.encoders`) keeps its card here too, with task "encode"; it is not a reply adapter.
 """
 
 import json
@@ -14,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from babelbot.encoders import ENCODER_TASK
 from babelbot.languages import NEAREST_TRAINING_LANGUAGE
 from babelbot.paths import ADAPTERS_DIR
 
@@ -70,11 +72,20 @@ def read_card(folder: Path) -> AdapterCard:
     )
 
 
+def is_encoder(folder: Path) -> bool:
+    try:
+        return json.loads((folder / CARD_FILE).read_text(encoding="utf-8")).get("task") == ENCODER_TASK
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def load_registry(root: Path = ADAPTERS_DIR, base_model: str | None = None) -> dict[str, AdapterCard]:
     """Every usable adapter under `root` by name. Unusable ones are logged and skipped, so one
     bad folder never stops the bot; adapters for another base model are skipped the same way."""
     registry: dict[str, AdapterCard] = {}
     for folder in sorted(p for p in root.iterdir() if (p / CARD_FILE).exists()) if root.is_dir() else []:
+        if is_encoder(folder):
+            continue
         try:
             card = read_card(folder)
         except AdapterError as error:

@@ -130,10 +130,14 @@ def _adapter_folders(root: Path) -> list[Path]:
 
 
 def cmd_adapters_list(args) -> int:
-    from adapters.registry import AdapterError, read_card
+    from adapters.registry import AdapterError, is_encoder, read_card
 
     folders = _adapter_folders(Path(args.dir))
     for folder in folders:
+        if is_encoder(folder):
+            card = json.loads((folder / "card.json").read_text(encoding="utf-8"))
+            print(f"{card['name']}\tencode\t{','.join(card.get('languages', []))}\t{card['method']}\tbackbone={card['backbone']}")
+            continue
         try:
             card = read_card(folder)
             print(f"{card.name}\t{card.task}\t{','.join(card.languages)}\t{card.method}\tbase={card.base_model}")
@@ -156,13 +160,14 @@ def cmd_adapters_show(args) -> int:
 
 
 def cmd_adapters_verify(args) -> int:
-    from adapters.registry import verify_adapter
+    from adapters.registry import is_encoder, verify_adapter
+    from babelbot.encoders import verify_encoder
     from babelbot.models import model_fingerprint, resolve_model
 
     fingerprint = model_fingerprint(resolve_model(args.model)) if args.model else None
     failed = 0
     for folder in _adapter_folders(Path(args.dir)):
-        problems = verify_adapter(folder, fingerprint)
+        problems = verify_encoder(folder) if is_encoder(folder) else verify_adapter(folder, fingerprint)
         failed += bool(problems)
         print(f"{folder.name}: " + ("ok" if not problems else "; ".join(problems)))
     return 1 if failed else 0
@@ -249,6 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. max_steps=50 languages=es")
     tune.set_defaults(run=_module_main("tuning.train"))
 
+    encoder = commands.add_parser("encoder", help="the cross-lingual sentence encoder").add_subparsers(dest="action", required=True)
+    encoder_train = encoder.add_parser("train", help="align a backbone with InfoNCE on parallel text, fit the intent classifier")
+    encoder_train.add_argument("--config", help="YAML with AlignConfig keys")
+    encoder_train.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. backbone=use-v3 temperature=0.1")
+    encoder_train.set_defaults(run=_module_main("tuning.align"))
+
     adapters = commands.add_parser("adapters", help="the adapter registry").add_subparsers(dest="action", required=True)
     for name, run, text in (("list", cmd_adapters_list, "name, task, languages, method, base"),
                             ("show", cmd_adapters_show, "an adapter's card"),
@@ -278,6 +289,15 @@ def build_parser() -> argparse.ArgumentParser:
     latency = evaluate.add_parser("latency", help="model load, first-piece and full-reply latency on the default model")
     latency.add_argument("--out", default="results/latency", help="folder for metrics.json and table.md")
     latency.set_defaults(run=_module_main("bot.latency_eval"))
+    transfer = evaluate.add_parser("transfer", help="cross-lingual intent routing and retrieval, every method, same splits")
+    transfer.add_argument("--out", default="results/transfer", help="folder for metrics.json, REPORT.md and plots")
+    transfer.add_argument("--backbones", nargs="+", default=["base-model", "use-v3", "e5-small"],
+                          help="embedding backbones to compare (naive Bayes always runs)")
+    transfer.set_defaults(run=_module_main("tuning.transfer"))
+    report = commands.add_parser("report", help="reports rebuilt from saved results").add_subparsers(dest="what", required=True)
+    transfer_report = report.add_parser("transfer", help="REPORT.md and plots from `babelbot eval transfer` results")
+    transfer_report.add_argument("--results", default="results/transfer")
+    transfer_report.set_defaults(run=lambda args: importlib.import_module("tuning.transfer").report_main(args))
     bench = commands.add_parser("bench", help="benchmarks").add_subparsers(dest="what", required=True)
     telegram_bench = bench.add_parser("telegram", help="N chats at once against a local Bot API server")
     telegram_bench.add_argument("models", nargs="+", help="model specs to compare, e.g. gemma-3-270m ./tiny-model")

@@ -20,7 +20,7 @@ from bot.engine import Engine
 from bot.router import Route, Router
 from bot.store import Session, Store
 from prompts.formats import Turn
-from prompts.knowledge import entries_for
+from prompts.knowledge import INTENT_TOPICS, entries_for_topics
 from prompts.locales import locale_for
 from prompts.tasks import reply_prompt, summarize_prompt, transcript_text, translate_prompt
 
@@ -169,7 +169,7 @@ class DialogueManager:
         """The reply prompt with as much of the conversation as fits the token budget."""
         history = [Turn(t.role, t.text) for t in self.store.turns(session) if t.kind == "message"]
         budget = min(self.settings.context_tokens, self.engine.window) - self.engine.settings.max_new_tokens
-        entries = entries_for(route.intent, route.language)
+        entries = entries_for_topics(route.topics or INTENT_TOPICS[route.intent], route.language)
         while True:
             prompt = reply_prompt(route.language, history, entries)
             if self.engine.prompt_tokens(prompt) <= budget:

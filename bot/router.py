@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from adapters.registry import AdapterCard, choose_adapter
 from babelbot.detect import LanguageDetector
-from bot.intents import IntentDetector, IntentGuess
+from bot.intents import IntentDetector, IntentGuess, topics_for
 
 
 @dataclass(frozen=True)
@@ -13,9 +13,10 @@ class Route:
     intent: str  # one of bot.intents.INTENTS
     intent_confidence: float
     adapter: str | None  # adapter name, None for the base model
+    topics: tuple[str, ...] = ()  # knowledge-base topics for the reply prompt
 
     def as_dict(self) -> dict:
-        return {"language": self.language, "intent": self.intent, "adapter": self.adapter}
+        return {"language": self.language, "intent": self.intent, "adapter": self.adapter, "topics": list(self.topics)}
 
 
 def route_label(language: str, intent: str, adapter: str | None) -> str:
@@ -44,4 +45,5 @@ class Router:
         language = language or self.languages.detect(text, fallback=conversation_language) or self.default_language
         guess = self.intents.predict(text) if any(c.isalnum() for c in text) else IntentGuess("out_of_scope", 1.0)
         adapter = choose_adapter(self.adapters, language, task)
-        return Route(language, guess.intent, guess.confidence, adapter.name if adapter else None)
+        topics = topics_for(guess.topics, guess.intent)
+        return Route(language, guess.intent, guess.confidence, adapter.name if adapter else None, topics)

@@ -1,7 +1,7 @@
 """The Northwind Store knowledge base: the same policies in every training language.
 
-Replies are grounded in it: the prompt carries the entries relevant to the message's intent,
-so the model quotes policy instead of inventing it.
+Replies are grounded in it: the prompt carries the entries relevant to the message (found
+by the router's encoder, or by its intent), so the model quotes policy instead of inventing it.
 """
 
 from dataclasses import dataclass
@@ -58,8 +58,12 @@ def knowledge_base(language: str) -> dict[str, Entry]:
 
 
 def entries_for(intent: str, language: str) -> list[Entry]:
+    return entries_for_topics(INTENT_TOPICS[intent], language)
+
+
+def entries_for_topics(topics: tuple[str, ...], language: str) -> list[Entry]:
     knowledge = knowledge_base(language)
-    return [knowledge[topic] for topic in INTENT_TOPICS[intent]]
+    return [knowledge[topic] for topic in topics]
 
 
 def render_entries(entries: list[Entry]) -> str:

