@@ -294,6 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--backbones", nargs="+", default=["base-model", "use-v3", "e5-small"],
                           help="embedding backbones to compare (naive Bayes always runs)")
     transfer.set_defaults(run=_module_main("tuning.transfer"))
+    fewshot = evaluate.add_parser("fewshot", help="few-shot reply adaptation curves: k examples, LoRA vs prompt tuning, scratch vs English start")
+    fewshot.add_argument("--config", help="YAML with FewShotConfig keys")
+    fewshot.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. languages=fr,hi test_turns=8")
+    fewshot.set_defaults(run=_module_main("tuning.fewshot"))
     report = commands.add_parser("report", help="reports rebuilt from saved results").add_subparsers(dest="what", required=True)
     transfer_report = report.add_parser("transfer", help="REPORT.md and plots from `babelbot eval transfer` results")
     transfer_report.add_argument("--results", default="results/transfer")

@@ -148,3 +148,23 @@ def test_eval_transfer_and_report(tmp_path):
     assert "Few-shot adaptation" in report
     for image in ("intent_accuracy.png", "retrieval_heatmap.png", "fewshot.png"):
         assert (tmp_path / image).stat().st_size > 10_000, image
+
+
+def test_fewshot_study_runs_every_point_and_resumes(tiny_model_dir, tmp_path):
+    from tuning.fewshot import FewShotConfig, run_fewshot
+
+    config = FewShotConfig(
+        model=str(tiny_model_dir), languages=["es"], ks=[0, 2], steps=[0, 1], source_steps=1, batch_tokens=512,
+        max_length=256, test_turns=2, max_new_tokens=4, work_dir=str(tmp_path / "work"), out=str(tmp_path / "fewshot.json"),
+    )
+    result = run_fewshot(config)
+    points = {(r["method"], r["start"], r["k"]) for r in result["runs"]}
+    assert points == {(m, s, k) for m in ("lora", "prompt_tuning") for s in ("scratch", "en") for k in (0, 2)}
+    assert all(r["loss"] > 0 and 0 <= r["chrf"] <= 100 for r in result["runs"])
+    scratch = [r for r in result["runs"] if r["start"] == "scratch" and r["k"] == 0]
+    assert scratch[0]["loss"] == scratch[1]["loss"]  # k = 0 from scratch is the base model for both methods
+    trained = sorted(p.name for p in (tmp_path / "work").iterdir())
+    assert "es-lora-from-en-k2" in trained and "source-en-prompt-tuning" in trained
+    mtime = (tmp_path / "fewshot.json").stat().st_mtime_ns
+    assert run_fewshot(config)["runs"] == result["runs"]  # a rerun finds every point done
+    assert (tmp_path / "fewshot.json").stat().st_mtime_ns >= mtime

@@ -78,7 +78,6 @@ def greedy_reply(model, tokenizer, prompt_format, prompt: Prompt, max_new_tokens
 
 
 def evaluate(config: EvalConfig) -> dict:
-    import sacrebleu
     from peft import PeftModel
 
     registry = load_registry(Path(config.adapters_dir), base_model=config.model)
@@ -96,23 +95,33 @@ def evaluate(config: EvalConfig) -> dict:
         for system in systems_for(registry, task, language):
             # A fresh wrapper per adapter: PEFT injects LoRA layers in place, so unload after.
             model = base if system == BASE else PeftModel.from_pretrained(base, registry[system].path).eval()
-            started = time.perf_counter()
-            loss = reference_loss(model, tokenizer, prompt_format, examples, config.max_length)
-            replies = [greedy_reply(model, tokenizer, prompt_format, e.prompt, config.max_new_tokens) for e in examples]
+            scores = score(model, tokenizer, prompt_format, examples, detector, config.max_new_tokens, config.max_length)
             if system != BASE:
                 base = model.unload() if registry[system].method == "lora" else model.get_base_model()
-            targets = [e.target for e in examples]
-            right = [detector.detect(r) == e.target_language for r, e in zip(replies, examples)]
             results.append({
                 "task": task, "language": language, "system": system,
-                "method": BASE if system == BASE else registry[system].method,
-                "examples": len(examples), "loss": loss, "perplexity": math.exp(loss),
-                "chrf": sacrebleu.corpus_chrf(replies, [targets]).score,
-                "right_language": sum(right) / len(right),
-                "seconds": time.perf_counter() - started,
-                "samples": [{"reference": t, "reply": r} for t, r in list(zip(targets, replies))[:3]],
+                "method": BASE if system == BASE else registry[system].method, **scores,
             })
     return {"config": {k: v for k, v in vars(config).items()}, "results": results}
+
+
+def score(model, tokenizer, prompt_format, examples: list[Example], detector: LanguageDetector,
+          max_new_tokens: int, max_length: int) -> dict:
+    """Loss on the references, then chrF and the right-language share of greedy replies."""
+    import sacrebleu
+
+    started = time.perf_counter()
+    loss = reference_loss(model, tokenizer, prompt_format, examples, max_length)
+    replies = [greedy_reply(model, tokenizer, prompt_format, e.prompt, max_new_tokens) for e in examples]
+    targets = [e.target for e in examples]
+    right = [detector.detect(r) == e.target_language for r, e in zip(replies, examples)]
+    return {
+        "examples": len(examples), "loss": loss, "perplexity": math.exp(loss),
+        "chrf": sacrebleu.corpus_chrf(replies, [targets]).score,
+        "right_language": sum(right) / len(right),
+        "seconds": time.perf_counter() - started,
+        "samples": [{"reference": t, "reply": r} for t, r in list(zip(targets, replies))[:3]],
+    }
 
 
 def markdown_table(report: dict) -> str:

@@ -64,7 +64,8 @@ class TuneConfig:
     gradient_checkpointing: bool = False
     dtype: str = "auto"  # auto: fp32 on CPU, bf16 on CUDA
     checkpoint_every: int = 50
-    max_train_examples: int = 0  # 0: all of the train split
+    max_train_examples: int = 0  # 0: all of the train split; else its first N examples
+    init_adapter: str = ""  # start from this saved adapter's weights (same method) instead of fresh ones
     seed: int = 0
 
     def __post_init__(self):
@@ -187,6 +188,26 @@ def load_base(config: TuneConfig, device: str):
     return model, tokenizer
 
 
+def adapter_to_continue(base, folder: Path, method: str):
+    """A saved adapter, trainable, as the starting point of a new run (few-shot transfer).
+    Built fresh from the saved config, then given the saved weights: PEFT refuses to load a
+    prompt-tuning adapter as trainable."""
+    from peft import PeftConfig, get_peft_model, set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    try:
+        peft_type = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))["peft_type"]
+    except (OSError, ValueError, KeyError) as error:
+        raise TuneError(f"init_adapter={folder}: not a PEFT adapter folder ({error})") from None
+    if peft_type != {"lora": "LORA", "prompt_tuning": "PROMPT_TUNING"}[method]:
+        raise TuneError(f"init_adapter={folder} is {peft_type}, this run trains {method}; use a matching adapter")
+    saved = PeftConfig.from_pretrained(str(folder))
+    saved.inference_mode = False
+    model = get_peft_model(base, saved)
+    set_peft_model_state_dict(model, load_file(str(folder / "adapter_model.safetensors")))
+    return model
+
+
 def data_fingerprint(examples: list[Example]) -> str:
     digest = hashlib.sha256()
     for example in examples:
@@ -274,7 +295,10 @@ def tune(config: TuneConfig) -> TuneResult:
     if config.gradient_checkpointing:
         base.gradient_checkpointing_enable()
         base.enable_input_require_grads()
-    model = get_peft_model(base, peft_config(config, model_path))
+    if config.init_adapter:
+        model = adapter_to_continue(base, Path(config.init_adapter), config.method)
+    else:
+        model = get_peft_model(base, peft_config(config, model_path))
     trainable, total = model.get_nb_trainable_parameters()
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay
