@@ -70,7 +70,9 @@ def cmd_chat(args) -> int:
     return 0
 
 
-def _jsonl_command(args, answer) -> int:
+def _jsonl_command(args, answer_many, batch_size: int = 1) -> int:
+    """Answer each line {"id", "text"} with one JSON line, in order; `answer_many` gets up to
+    `batch_size` texts (and their line numbers) at a time."""
     from babelbot.jsonl import read_jsonl
 
     failed = False
@@ -78,16 +80,27 @@ def _jsonl_command(args, answer) -> int:
         source = contextlib.nullcontext(sys.stdin) if args.jsonl == "-" else open(args.jsonl, encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"cannot read --jsonl {args.jsonl}: {error.strerror}") from None
+    pending: list[tuple[int, dict]] = []
+
+    def flush():
+        answers = answer_many([record["text"] for _, record in pending], [number for number, _ in pending]) if pending else []
+        for (_, record), out in zip(pending, answers):
+            print(json.dumps({"id": record.get("id"), **out}, ensure_ascii=False), flush=True)
+        pending.clear()
+
     with source as handle:
         for number, record, error in read_jsonl(handle):
             if record is not None and not isinstance(record.get("text"), str):
                 error = 'each line must be an object with a string "text"'
             if error:
                 failed = True
+                flush()
                 print(json.dumps({"id": None, "line": number, "error": f"line {number}: {error}"}), flush=True)
                 continue
-            out = {"id": record.get("id"), **answer(record["text"], number)}
-            print(json.dumps(out, ensure_ascii=False), flush=True)
+            pending.append((number, record))
+            if len(pending) >= batch_size:
+                flush()
+        flush()
     return 1 if failed else 0
 
 
@@ -96,7 +109,11 @@ def cmd_route(args) -> int:
     from bot.dialogue import clean_text
 
     router = build_router(_bot_config(args))
-    return _jsonl_command(args, lambda text, _: router.route(clean_text(text)).as_dict())
+    # A file is routed 64 lines at a time (one encoder batch); stdin line by line, as it comes.
+    batch_size = 1 if args.jsonl == "-" else 64
+    return _jsonl_command(
+        args, lambda texts, _: [route.as_dict() for route in router.route_many([clean_text(t) for t in texts])], batch_size
+    )
 
 
 def cmd_reply(args) -> int:
@@ -108,10 +125,11 @@ def cmd_reply(args) -> int:
         # Every line is the first turn of a new conversation, kept out of the real database.
         manager = build_manager(_bot_config(args), store=Store(Path(scratch) / "reply.sqlite3"))
 
-        def answer(text: str, number: int) -> dict:
+        def answer(texts: list[str], numbers: list[int]) -> list[dict]:
+            (text,), (number,) = texts, numbers
             reply = manager.handle(f"jsonl-{number}", text)
             route = reply.route or manager.router.route(clean_text(text))
-            return {**route.as_dict(), "reply": reply.read()}
+            return [{**route.as_dict(), "reply": reply.read()}]
 
         return _jsonl_command(args, answer)
 

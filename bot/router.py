@@ -42,8 +42,19 @@ class Router:
     ) -> Route:
         """Route one message; a message too short to tell keeps `conversation_language`.
         A `language` given (pinned by the customer) is used as it is."""
-        language = language or self.languages.detect(text, fallback=conversation_language) or self.default_language
-        guess = self.intents.predict(text) if any(c.isalnum() for c in text) else IntentGuess("out_of_scope", 1.0)
-        adapter = choose_adapter(self.adapters, language, task)
-        topics = topics_for(guess.topics, guess.intent)
-        return Route(language, guess.intent, guess.confidence, adapter.name if adapter else None, topics)
+        return self.route_many([text], conversation_language, task, language)[0]
+
+    def route_many(
+        self, texts: list[str], conversation_language: str | None = None, task: str = "reply", language: str | None = None
+    ) -> list[Route]:
+        """`route` for many first messages at once: the intent encoder runs one batch."""
+        wordy = [i for i, text in enumerate(texts) if any(c.isalnum() for c in text)]
+        guesses = dict(zip(wordy, self.intents.predict_many([texts[i] for i in wordy]) if wordy else []))
+        routes = []
+        for i, text in enumerate(texts):
+            detected = language or self.languages.detect(text, fallback=conversation_language) or self.default_language
+            guess = guesses.get(i, IntentGuess("out_of_scope", 1.0))
+            adapter = choose_adapter(self.adapters, detected, task)
+            topics = topics_for(guess.topics, guess.intent)
+            routes.append(Route(detected, guess.intent, guess.confidence, adapter.name if adapter else None, topics))
+        return routes

@@ -56,9 +56,13 @@ def test_check_names_file_line_and_field(tmp_path):
     summary = root / "summaries" / "fr.jsonl"
     summary.write_text(summary.read_text(encoding="utf-8") + json.dumps(
         {"id": "fr-s99", "language": "fr", "conversation_id": "fr-c999", "summary": "x"}) + "\n", encoding="utf-8")
+    transfer = root / "transfer_eval" / "messages.jsonl"
+    transfer.write_text(transfer.read_text(encoding="utf-8") + json.dumps(
+        {"id": "tr-999", "language": "Turkish", "intent": "order_status", "text": "kargom nerede"}) + "\n", encoding="utf-8")
     problems = check_data(root)
+    assert f"{transfer}:391: language: must be an ISO 639-1 code such as 'tr', got 'Turkish'" in problems
     assert f"{path}:5: turns[0].intent: must be one of the 13 intents, got 'refund_please'" in problems
     assert f"{path}:5: turns[1].role: must be 'assistant' (turns alternate, user first)" in problems
     assert any(p.startswith(f"{path}:10: not JSON") for p in problems)
     assert any(p.startswith(f"{summary}:25: conversation_id: 'fr-c999'") for p in problems)
-    assert len(problems) == 4
+    assert len(problems) == 5

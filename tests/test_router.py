@@ -72,8 +72,16 @@ def test_route_first_message_falls_back_to_default_language(router):
     assert route.language == "en" and route.intent in INTENTS and route.adapter is None
     shipped = choose_adapter(router.adapters, "es", "reply")
     assert router.route("", conversation_language="es").as_dict() == {
-        "language": "es", "intent": "out_of_scope", "adapter": shipped.name if shipped else None
+        "language": "es", "intent": "out_of_scope", "adapter": shipped.name if shipped else None, "topics": ["contact_hours"]
     }
+
+
+def test_batch_routing_gives_the_same_routes_as_one_at_a_time(router, eval_rows):
+    texts = [row["text"] for row in eval_rows[::15]] + ["", "ok"]
+    batched, single = router.route_many(texts), [router.route(text) for text in texts]
+    assert [r.as_dict() for r in batched] == [r.as_dict() for r in single]
+    # A batch pads messages to one length, which moves the last float digits only.
+    assert [r.intent_confidence for r in batched] == pytest.approx([r.intent_confidence for r in single], abs=1e-3)
 
 
 def test_naive_bayes_fits_and_predicts():

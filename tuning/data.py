@@ -6,6 +6,7 @@ Files under `data/` (schema in data/README.md):
     translations/<lang>.jsonl    agent text ⇄ customer language
     parallel/messages.jsonl      the same customer message in all 10 languages
     intents/seed.jsonl           short labelled messages for the first intent detector
+    router_eval/, transfer_eval/ held-out test messages (any language), never trained on
 
 Splits are by conversation (never by line) from a hash of the conversation id, so they are
 stable when files grow: 80% train, 10% dev, 10% test. A summary goes with its conversation.
@@ -91,13 +92,26 @@ def check_intent_example(record: dict) -> list[str]:
     return problems + [p for p in (_check_text(record, "text"),) if p]
 
 
+def check_test_message(record: dict) -> list[str]:
+    """router_eval and transfer_eval: any language, as an ISO 639-1 code."""
+    problems = [] if record.get("intent") in INTENTS else ["intent: must be one of the 13 intents"]
+    language = record.get("language")
+    if not (isinstance(language, str) and len(language) == 2 and language.isascii() and language.islower()):
+        problems.append(f"language: must be an ISO 639-1 code such as 'tr', got {language!r}")
+    return problems + [p for p in (_check_text(record, "text"),) if p]
+
+
 CHECKS = {
     "conversations": check_conversation,
     "summaries": check_summary,
     "translations": check_translation,
     "parallel": check_parallel,
     "intents": check_intent_example,
+    "router_eval": check_test_message,
+    "transfer_eval": check_test_message,
 }
+# Folders whose files hold many languages (the others are one <lang>.jsonl per language).
+MIXED_LANGUAGE_KINDS = ("parallel", "intents", "router_eval", "transfer_eval")
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict | None, str | None]]:
@@ -112,7 +126,7 @@ def check_data(root: Path = DATA_DIR) -> list[str]:
     summaries: list[tuple[Path, int, str]] = []
     for kind, check in CHECKS.items():
         files = sorted((root / kind).glob("*.jsonl"))
-        if not files and kind != "intents":
+        if not files and kind in ("conversations", "summaries", "translations", "parallel"):
             problems.append(f"{root / kind}: no .jsonl files")
         for path in files:
             seen: set[str] = set()
@@ -129,7 +143,7 @@ def check_data(root: Path = DATA_DIR) -> list[str]:
                     elif record_id in seen:
                         found.append(f"id: {record_id!r} is used twice in this file")
                     seen.add(record_id)
-                if kind not in ("parallel", "intents") and path.stem != record.get("language"):
+                if kind not in MIXED_LANGUAGE_KINDS and path.stem != record.get("language"):
                     found.append(f"language: {record.get('language')!r} in a file named {path.name}")
                 if kind == "conversations" and isinstance(record_id, str):
                     conversation_ids.add(record_id)
