@@ -5,9 +5,11 @@ from pathlib import Path
 import pytest
 
 from babelbot.config import load_config
+from tuning.align import AlignConfig
 from tuning.train import TuneConfig
 
-CONFIGS = sorted((Path(__file__).parents[1] / "tuning" / "configs").glob("*.yaml"))
+ALL_CONFIGS = sorted((Path(__file__).parents[1] / "tuning" / "configs").glob("*.yaml"))
+CONFIGS = [path for path in ALL_CONFIGS if not path.stem.startswith("encoder-")]
 
 
 def test_there_is_a_recipe_per_shipped_adapter():
@@ -21,3 +23,14 @@ def test_recipe_is_valid(path):
     config = load_config(TuneConfig, path)
     assert config.name == path.stem  # the adapter lands in adapters/<recipe name>
     assert f"babelbot tune tuning/configs/{path.name}" in path.read_text()
+
+
+def test_encoder_recipe_matches_the_shipped_encoder():
+    import json
+
+    path = next(p for p in ALL_CONFIGS if p.stem == "encoder-e5-small")
+    config = load_config(AlignConfig, path)
+    assert f"babelbot encoder train --config tuning/configs/{path.name}" in path.read_text()
+    card = json.loads((Path(__file__).parents[1] / "adapters" / config.name / "card.json").read_text(encoding="utf-8"))
+    shipped = {k: v for k, v in card["config"].items() if k != "output_dir"}
+    assert shipped == {k: v for k, v in vars(config).items() if k != "output_dir"}

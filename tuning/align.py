@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from babelbot.encoders import AlignedEncoder, Backbone, load_backbone, save_encoder
+from babelbot.encoders import AlignedEncoder, Backbone, load_backbone, normalize_rows, save_encoder
 from babelbot.labels import INTENTS
 from babelbot.languages import TRAINING_LANGUAGES
 from babelbot.paths import ADAPTERS_DIR, DATA_DIR
@@ -47,10 +47,14 @@ class AlignConfig:
     hard_negatives: bool = True  # batches from few intents (see the module docstring)
     steps: int = 400
     learning_rate: float = 1.0e-3
-    identity_weight: float = 1.0  # pulls the head toward the identity so it keeps what the backbone knew
+    # Pulls the head toward the identity so languages it never saw keep the backbone's
+    # geometry: chosen by leave-one-language-out dev accuracy (86.5% with no head; 85.8%,
+    # 86.2%, 86.5% with weights 1, 10, 100); lower weights fit the 10 languages and hurt the rest.
+    identity_weight: float = 100.0
     classifier_languages: str = "all"  # "all" training languages, or one code such as "en"
     classifier_l2: float = 1.0e-2
     classifier_steps: int = 300
+    leave_one_out: bool = True  # also measure leave-one-language-out dev accuracy (10 more heads)
     seed: int = 0
     output_dir: str = ""  # default: adapters/<name>
 
@@ -97,6 +101,7 @@ class IntentExample:
     language: str
     intent: str
     split: str
+    source: str  # seed (short messages), conversation (customer turns) or test
 
 
 def intent_examples(root: Path = DATA_DIR) -> list[IntentExample]:
@@ -105,7 +110,7 @@ def intent_examples(root: Path = DATA_DIR) -> list[IntentExample]:
     examples = []
     for _, record, problem in read_jsonl(root / "intents" / "seed.jsonl"):
         if problem is None:
-            examples.append(IntentExample(record["text"], record["language"], record["intent"], "train"))
+            examples.append(IntentExample(record["text"], record["language"], record["intent"], "train", "seed"))
     for language in TRAINING_LANGUAGES:
         path = root / "conversations" / f"{language}.jsonl"
         if not path.exists():
@@ -113,13 +118,14 @@ def intent_examples(root: Path = DATA_DIR) -> list[IntentExample]:
         for _, record, problem in read_jsonl(path):
             if problem is None:
                 split = split_of(record["id"])
-                examples += [IntentExample(t["text"], language, t["intent"], split) for t in record["turns"] if t["role"] == "user"]
+                examples += [IntentExample(t["text"], language, t["intent"], split, "conversation")
+                             for t in record["turns"] if t["role"] == "user"]
     return examples
 
 
 def read_labelled(path: Path) -> list[IntentExample]:
     """A test file of {"language", "intent", "text"} lines (router_eval, transfer_eval)."""
-    return [IntentExample(r["text"], r["language"], r["intent"], "test") for _, r, p in read_jsonl(path) if p is None]
+    return [IntentExample(r["text"], r["language"], r["intent"], "test", "test") for _, r, p in read_jsonl(path) if p is None]
 
 
 class VectorCache:
@@ -290,7 +296,33 @@ def fit_encoder(config: AlignConfig, backbone: Backbone | None = None, data_root
         "dev_intent_accuracy": float(np.mean([p == e.intent for p, e in zip(dev_predicted, dev)])) if dev else None,
         "losses": losses,
     }
+    if config.leave_one_out:
+        unseen = leave_one_language_out(config, vectors, train_groups, examples)
+        figures["dev_unseen_language_accuracy"] = float(np.mean(list(unseen.values())))
+        figures["dev_unseen_language_accuracy_per_language"] = unseen
     return encoder, figures
+
+
+def leave_one_language_out(config: AlignConfig, vectors: VectorCache, groups: list[ParallelGroup],
+                           examples: list[IntentExample]) -> dict[str, float]:
+    """Dev accuracy on languages the encoder never saw: for each training language, the head
+    and the classifier are trained without it, then scored on its dev turns and seed messages."""
+    import dataclasses
+
+    accuracy = {}
+    for held in TRAINING_LANGUAGES:
+        without = [dataclasses.replace(g, texts={k: t for k, t in g.texts.items() if k != held}) for g in groups]
+        head, bias, _ = train_head(without, vectors, config, progress=False)
+
+        def project(texts, head=head, bias=bias):
+            return normalize_rows(vectors(texts) @ head + bias)
+
+        train = [e for e in examples if e.split == "train" and e.language != held]
+        weights, bias_ = train_classifier(project([e.text for e in train]), [e.intent for e in train],
+                                          config.classifier_l2, config.classifier_steps, config.seed)
+        dev = [e for e in examples if e.language == held and (e.split == "dev" or e.source == "seed")]
+        accuracy[held] = float(np.mean([p == e.intent for p, e in zip(classify(project([e.text for e in dev]), weights, bias_), dev)]))
+    return accuracy
 
 
 def data_fingerprint(root: Path = DATA_DIR) -> str:
@@ -312,7 +344,10 @@ def write_model_card(folder: Path, config: AlignConfig, figures: dict) -> None:
         f"languages: {config.classifier_languages}).\n\n"
         f"- dev retrieval precision@1 across language pairs: {figures['dev_retrieval_p_at_1_backbone']:.1%} before, "
         f"{figures['dev_retrieval_p_at_1_aligned']:.1%} after alignment\n"
-        f"- dev intent accuracy (10 training languages): {figures['dev_intent_accuracy']:.1%}\n\n"
+        f"- dev intent accuracy (10 training languages): {figures['dev_intent_accuracy']:.1%}\n"
+        + (f"- dev intent accuracy on a language left out of the head and the classifier, averaged over the 10: "
+           f"{figures['dev_unseen_language_accuracy']:.1%}\n" if "dev_unseen_language_accuracy" in figures else "")
+        + "\n"
         f"Rebuild: `babelbot encoder train backbone={config.backbone}`. Full evaluation: "
         f"`babelbot eval transfer`, report: `babelbot report transfer`.\n",
         encoding="utf-8",
