@@ -8,6 +8,7 @@ from bot.engine import Engine, GenerationSettings, StopFilter
 from bot.router import Route
 from bot.store import Store
 from prompts.formats import Prompt, Turn
+from prompts.knowledge import INTENT_TOPICS, knowledge_base
 from prompts.locales import locale_for
 
 
@@ -115,6 +116,17 @@ def test_old_turns_are_dropped_to_fit_the_context(tiny_model, router, tmp_path):
     assert prompt.turns[0].role == "user" and prompt.turns[-1].text == "and to Japan?"
     assert "Question number 11" in prompt.turns[-3].text
     assert len(prompt.turns) < len(manager.store.turns(session))
+
+
+def test_the_prompt_carries_the_retrieved_entries_in_the_reply_language(manager):
+    manager.handle("kb", "Hola, mi cargador dejó de funcionar").read()
+    session = manager.store.session("kb")
+    retrieved = manager._prompt(session, Route("es", "complaint", 1.0, None, ("warranty",)))
+    by_intent = manager._prompt(session, Route("es", "goodbye", 1.0, None))  # no topics: the intent's own
+    entries = [line for line in retrieved.context.splitlines() if line.startswith("- ")]
+    assert entries == [f"- {knowledge_base('es')['warranty'].title}: {knowledge_base('es')['warranty'].text}"]
+    fixed = [line for line in by_intent.context.splitlines() if line.startswith("- ")]
+    assert [line.split(":")[0] for line in fixed] == [f"- {knowledge_base('es')[t].title}" for t in INTENT_TOPICS["goodbye"]]
 
 
 def test_conversation_survives_a_new_manager_on_the_same_database(manager, tiny_model, router):
