@@ -272,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. max_steps=50 languages=es")
     tune.set_defaults(run=_module_main("tuning.train"))
 
-    encoder = commands.add_parser("encoder", help="the cross-lingual sentence encoder").add_subparsers(dest="action", required=True)
+    encoder = commands.add_parser("encoder", help="the cross-lingual sentence encoder")
+    encoder = encoder.add_subparsers(dest="action", required=True)
     encoder_train = encoder.add_parser("train", help="align a backbone with InfoNCE on parallel text, fit the intent classifier")
     encoder_train.add_argument("--config", help="YAML with AlignConfig keys")
     encoder_train.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. backbone=use-v3 temperature=0.1")
@@ -312,7 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--backbones", nargs="+", default=["base-model", "use-v3", "e5-small"],
                           help="embedding backbones to compare (naive Bayes always runs)")
     transfer.set_defaults(run=_module_main("tuning.transfer"))
-    fewshot = evaluate.add_parser("fewshot", help="few-shot reply adaptation curves: k examples, LoRA vs prompt tuning, scratch vs English start")
+    fewshot = evaluate.add_parser(
+        "fewshot", help="few-shot reply adaptation curves: k examples, LoRA vs prompt tuning, scratch vs English start"
+    )
     fewshot.add_argument("--config", help="YAML with FewShotConfig keys")
     fewshot.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. languages=fr,hi test_turns=8")
     fewshot.set_defaults(run=_module_main("tuning.fewshot"))

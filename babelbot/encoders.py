@@ -190,7 +190,9 @@ def load_encoder(folder: Path, backbone: Backbone | None = None) -> AlignedEncod
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise EncoderError(f"{card_path}: cannot read the encoder card ({error}); retrain with `babelbot encoder train`") from None
+        raise EncoderError(
+            f"{card_path}: cannot read the encoder card ({error}); retrain with `babelbot encoder train`"
+        ) from None
     if card.get("task") != ENCODER_TASK or card.get("backbone") not in BACKBONES:
         raise EncoderError(f"{card_path}: not an encoder card (task {card.get('task')!r}, backbone {card.get('backbone')!r})")
     if card.get("intents", list(INTENTS)) != list(INTENTS):

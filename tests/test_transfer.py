@@ -19,7 +19,14 @@ from babelbot.paths import ADAPTERS_DIR, DATA_DIR
 from bot.app import BotConfig, build_router
 from bot.intents import DEFAULT_ENCODER, KnowledgeIndex, NaiveBayesIntents, default_intent_detector
 from tuning.align import (
-    AlignConfig, ParallelGroup, VectorCache, info_nce, mean_off_diagonal, read_labelled, retrieval_matrix, train_head,
+    AlignConfig,
+    ParallelGroup,
+    VectorCache,
+    info_nce,
+    mean_off_diagonal,
+    read_labelled,
+    retrieval_matrix,
+    train_head,
 )
 
 
@@ -61,7 +68,11 @@ def test_alignment_on_a_tiny_model_raises_retrieval_on_held_out_pairs(tiny_model
     config = AlignConfig(backbone="base-model", batch_size=32, steps=200, hard_negatives=False, identity_weight=0.0,
                          learning_rate=1e-2)
     head, bias, losses = train_head([g for g in groups if g.split == "train"], vectors, config, progress=False)
-    after = mean_off_diagonal(retrieval_matrix(held_out, lambda texts: normalize_rows(vectors(texts) @ head + bias), ("aa", "bb")))
+
+    def aligned(texts):
+        return normalize_rows(vectors(texts) @ head + bias)
+
+    after = mean_off_diagonal(retrieval_matrix(held_out, aligned, ("aa", "bb")))
     assert np.mean(losses[-10:]) < losses[0] / 5
     assert before < 0.2 and after > 0.5, (before, after)
 

@@ -321,7 +321,8 @@ def leave_one_language_out(config: AlignConfig, vectors: VectorCache, groups: li
         weights, bias_ = train_classifier(project([e.text for e in train]), [e.intent for e in train],
                                           config.classifier_l2, config.classifier_steps, config.seed)
         dev = [e for e in examples if e.language == held and (e.split == "dev" or e.source == "seed")]
-        accuracy[held] = float(np.mean([p == e.intent for p, e in zip(classify(project([e.text for e in dev]), weights, bias_), dev)]))
+        predicted = classify(project([e.text for e in dev]), weights, bias_)
+        accuracy[held] = float(np.mean([p == e.intent for p, e in zip(predicted, dev)]))
     return accuracy
 
 

@@ -32,8 +32,17 @@ from babelbot.paths import DATA_DIR
 from bot.intents import NO_POLICY_INTENTS, NaiveBayesIntents, topic_scores
 from prompts.knowledge import INTENT_TOPICS, TOPICS, knowledge_base
 from tuning.align import (
-    AlignConfig, VectorCache, classify, intent_examples, leave_one_language_out, mean_off_diagonal, parallel_groups,
-    read_labelled, retrieval_matrix, train_classifier, train_head,
+    AlignConfig,
+    VectorCache,
+    classify,
+    intent_examples,
+    leave_one_language_out,
+    mean_off_diagonal,
+    parallel_groups,
+    read_labelled,
+    retrieval_matrix,
+    train_classifier,
+    train_head,
 )
 
 log = logging.getLogger(__name__)
@@ -244,10 +253,13 @@ def write_report(results_dir: Path) -> Path:
     parts.append(f"{results['sizes']['retrieval_groups']} test messages in all 10 languages; each language's "
                  "message must find its own translation among all of the other language's.\n\n")
     parts.append(_table(["backbone", "before alignment", "after alignment"], [
-        [name, f"{mean_off_diagonal(results['retrieval'][name]):.1%}", f"{mean_off_diagonal(results['retrieval'][name + '+aligned']):.1%}"]
+        [name, f"{mean_off_diagonal(results['retrieval'][name]):.1%}",
+         f"{mean_off_diagonal(results['retrieval'][name + '+aligned']):.1%}"]
         for name in results["retrieval"] if not name.endswith("+aligned")
     ]))
-    aligned = SHIPPED_METHOD if SHIPPED_METHOD in results["retrieval"] else max(m for m in results["retrieval"] if m.endswith("+aligned"))
+    aligned = SHIPPED_METHOD if SHIPPED_METHOD in results["retrieval"] else next(
+        m for m in results["retrieval"] if m.endswith("+aligned")
+    )
     figure, axes = plt.subplots(1, 2, figsize=(12, 5))
     for ax, method in zip(axes, (aligned.removesuffix("+aligned"), aligned)):
         matrix = np.array([[results["retrieval"][method][q][t] for t in TRAINING_LANGUAGES] for q in TRAINING_LANGUAGES])
@@ -287,7 +299,9 @@ def fewshot_section(fewshot: dict, results_dir: Path) -> str:
     figure, axes = plt.subplots(2, len(languages), figsize=(6 * len(languages), 8), squeeze=False)
     for column, language in enumerate(languages):
         for method, start in series:
-            points = sorted((r["k"], r) for r in runs if r["language"] == language and (r["method"], r["start"]) == (method, start))
+            points = sorted(
+                (r["k"], r) for r in runs if r["language"] == language and (r["method"], r["start"]) == (method, start)
+            )
             for row, metric in enumerate(("chrf", "loss")):
                 axes[row][column].plot([k for k, _ in points], [r[metric] for _, r in points], marker="o",
                                        label=f"{method} from {start}")
