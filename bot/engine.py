@@ -6,7 +6,8 @@ get each other's adapter (on a 2-core CPU they would only slow each other down a
 
 LoRA adapters live in one PeftModel and are switched with `set_adapter`; each prompt-tuning
 adapter is its own thin PeftModel over the same base (it only prepends virtual tokens), run
-with the LoRA layers disabled.
+with the LoRA layers disabled and generated through `babelbot.soft_prompts` (PEFT's own
+`generate` mishandles soft prompts with transformers 5).
 """
 
 import contextlib
@@ -19,6 +20,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
 from adapters.registry import AdapterCard
+from babelbot import soft_prompts
 from prompts.formats import Prompt, PromptFormat, format_for
 
 log = logging.getLogger(__name__)
@@ -177,7 +179,7 @@ class Engine:
         def run():
             try:
                 with self.lock, torch.inference_mode(), self._model_for(adapter) as model:
-                    model.generate(**kwargs)
+                    soft_prompts.generate(model, **kwargs)
             except BaseException as error:  # surfaced in the consumer's thread below
                 errors.append(error)
                 streamer.end()

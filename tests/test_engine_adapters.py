@@ -35,6 +35,33 @@ def test_each_adapter_generates_exactly_like_plain_peft(tiny_model_dir, tiny_ada
     assert len(set(replies.values())) == 3  # the adapters really change the output
 
 
+def test_soft_prompt_generation_matches_peft_forward_step_by_step(tiny_model_dir, tiny_adapters_dir):
+    """The ground truth for a prompt-tuning adapter: PEFT's forward over the whole sequence
+    (soft prompt once, no cache), one greedy token at a time. `soft_prompts.generate` must
+    give the same tokens; PEFT's own `generate` (soft prompt again at every cached step with
+    transformers 5) does not, which is why the workaround exists."""
+    import torch
+
+    from babelbot import soft_prompts
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model = PeftModel.from_pretrained(base, tiny_adapters_dir / "reply-es-prompt-tuning").eval()
+    _, tokenizer = load_model(str(tiny_model_dir), device="cpu")
+    input_ids = tokenizer(PlainFormat().apply(PROMPT), return_tensors="pt")["input_ids"]
+    expected = []
+    with torch.no_grad():
+        sequence = input_ids
+        for _ in range(12):
+            token = model(input_ids=sequence).logits[0, -1].argmax().item()
+            expected.append(token)
+            sequence = torch.cat([sequence, torch.tensor([[token]])], dim=1)
+        settings = dict(max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=None)
+        ours = soft_prompts.generate(model, input_ids, **settings)[0].tolist()
+        peft_own = model.generate(input_ids=input_ids, **settings)[0, input_ids.shape[1] :].tolist()
+    assert ours == expected
+    assert peft_own != expected  # when this fails PEFT has fixed it: babelbot/soft_prompts.py can go
+
+
 def test_corrupt_or_foreign_adapters_are_refused_and_the_rest_served(tiny_model_dir, tiny_adapters_dir, tmp_path, caplog):
     root = tmp_path / "adapters"
     shutil.copytree(tiny_adapters_dir, root)
@@ -64,5 +91,7 @@ def test_the_bot_answers_through_the_adapter_for_the_language(tiny_model_dir, ti
     italian = manager.handle("i", "Buongiorno, dov'è il mio ordine?")
     assert italian.route.language == "it" and italian.route.adapter == "reply-es-lora"  # nearest language
     assert manager.handle("f", "Bonjour, où est ma commande ?").route.adapter is None  # base model
-    stored = manager.store.turns(manager.store.session("s"))
-    assert [t.adapter for t in stored] == ["reply-es-lora", "reply-es-lora"]
+    question, answer = manager.store.turns(manager.store.session("s"))
+    assert question.adapter == "reply-es-lora"
+    # A random model may stop at once; then the stored answer is the "error" notice, which no adapter wrote.
+    assert answer.role == "assistant" and answer.adapter == ("reply-es-lora" if answer.kind == "message" else None)

@@ -3,7 +3,8 @@ task, on the test split: loss and perplexity on the reference replies, chrF of g
 replies against them, and the share of replies in the right language. Writes metrics.json,
 a markdown table and a heatmap PNG.
 
-It uses plain PEFT (`PeftModel.from_pretrained` + `generate`), independent of the bot's
+It uses plain PEFT (`PeftModel.from_pretrained` + `generate`; for prompt tuning the base
+model's `generate` on the soft prompt, see `babelbot.soft_prompts`), independent of the bot's
 engine, so it is also the reference the engine is checked against.
 """
 
@@ -17,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from adapters.registry import AdapterCard, load_registry
+from babelbot import soft_prompts
 from babelbot.detect import LanguageDetector
 from babelbot.labels import TASKS
 from babelbot.languages import TRAINING_LANGUAGES
@@ -68,11 +70,11 @@ def greedy_reply(model, tokenizer, prompt_format, prompt: Prompt, max_new_tokens
     """Plain `generate`, cut at the format's first stop string: the reference the engine must match."""
     inputs = tokenizer(prompt_format.apply(prompt), return_tensors="pt").to(model.device)
     stops = list(prompt_format.stop_strings(prompt))
-    out = model.generate(
-        **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+    new_tokens = soft_prompts.generate(
+        model, **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
         **({"stop_strings": stops, "tokenizer": tokenizer} if stops else {}),
     )
-    text = tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    text = tokenizer.decode(new_tokens[0], skip_special_tokens=True)
     cut = min((i for stop in stops if (i := text.find(stop)) >= 0), default=len(text))
     return text[:cut].strip()
 
