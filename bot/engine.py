@@ -1,26 +1,18 @@
 """Generation: one base model in memory with its adapters, replies streamed as text pieces.
 
-The engine owns the model and the adapters, so it owns the rule that one generation runs at
-a time: PEFT has one active adapter per model, and two requests switching it at once would
-get each other's adapter (on a 2-core CPU they would only slow each other down anyway).
-
-LoRA adapters live in one PeftModel and are switched with `set_adapter`; each prompt-tuning
-adapter is its own thin PeftModel over the same base (it only prepends virtual tokens), run
-with the LoRA layers disabled and generated through `babelbot.soft_prompts` (PEFT's own
-`generate` mishandles soft prompts with transformers 5).
+`Engine` turns prompts into text: it formats the prompt, checks it fits the window, and
+streams the reply up to the format's stop strings. The tokens come from `BatchEngine`
+(bot/batch_engine.py), which runs every conversation's request in one continuous batch,
+each row with its own adapter (LoRA, prompt tuning or none), so customers do not wait for
+one another.
 """
 
-import contextlib
 import logging
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import torch
-from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
-
 from adapters.registry import AdapterCard
-from babelbot import soft_prompts
+from bot.batch_engine import AdapterError, BatchEngine, Sampling
 from prompts.formats import Prompt, PromptFormat, format_for
 
 log = logging.getLogger(__name__)
@@ -40,14 +32,6 @@ class GenerationSettings:
             raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-
-
-class _Cancelled(StoppingCriteria):
-    def __init__(self, event: threading.Event):
-        self.event = event
-
-    def __call__(self, input_ids, scores, **kwargs) -> bool:
-        return self.event.is_set()
 
 
 class StopFilter:
@@ -84,24 +68,21 @@ class StopFilter:
 
 
 class Engine:
-    """`stream(prompt)` yields reply text as it is generated."""
+    """`stream(prompt, adapter)` yields reply text as it is generated."""
 
-    def __init__(self, model, tokenizer, settings: GenerationSettings | None = None, prompt_format: PromptFormat | None = None):
+    def __init__(self, model, tokenizer, settings: GenerationSettings | None = None, prompt_format: PromptFormat | None = None,
+                 max_batch: int = 32, prefill_chunk: int = 256, max_resident_adapters: int = 16):
         self.model = model
         self.tokenizer = tokenizer
         self.settings = settings or GenerationSettings()
         self.format = prompt_format or format_for(tokenizer)
-        self.lock = threading.Lock()
         self.window = getattr(model.config, "max_position_embeddings", None) or 2048
-        self.lora = None  # PeftModel holding every LoRA adapter, once one is loaded
-        self.prompt_tuned: dict[str, object] = {}  # name → PeftModel (prompt tuning)
+        self.batch = BatchEngine(model, tokenizer, max_batch, prefill_chunk, max_resident_adapters)
         self.adapters: dict[str, AdapterCard] = {}
 
     def load_adapters(self, cards: dict[str, AdapterCard], base_fingerprint: str | None = None) -> dict[str, AdapterCard]:
         """Load every adapter that fits this base model; refuse the others with a logged reason
         and keep serving. Returns the loaded ones."""
-        from peft import PeftModel
-
         for name, card in cards.items():
             if base_fingerprint and card.base_fingerprint and card.base_fingerprint != base_fingerprint:
                 log.warning("refusing adapter %s: trained on other base weights (fingerprint %s…, serving %s…); "
@@ -109,33 +90,14 @@ class Engine:
                             base_fingerprint[:12])
                 continue
             try:
-                with self.lock:
-                    if card.method == "lora":
-                        if self.lora is None:
-                            self.lora = PeftModel.from_pretrained(self.model, card.path, adapter_name=name).eval()
-                        else:
-                            self.lora.load_adapter(card.path, adapter_name=name)
-                    else:
-                        self.prompt_tuned[name] = PeftModel.from_pretrained(self.model, card.path).eval()
+                self.batch.register(name, card.method, card.path)
             except Exception as error:  # a corrupt or mismatched file must not stop the bot
                 log.warning("refusing adapter %s from %s: %s", name, card.path, error)
+                self.batch.known.pop(name, None)
                 continue
             self.adapters[name] = card
         log.info("adapters loaded: %s", sorted(self.adapters) or "none")
         return dict(self.adapters)
-
-    @contextlib.contextmanager
-    def _model_for(self, adapter: str | None):
-        """The model to generate with for `adapter` (None: the base model). Hold self.lock."""
-        if adapter is not None and adapter not in self.adapters:
-            raise ValueError(f"adapter {adapter!r} is not loaded; loaded: {sorted(self.adapters)}")
-        if adapter is not None and self.adapters[adapter].method == "lora":
-            self.lora.set_adapter(adapter)
-            yield self.lora
-            return
-        without_lora = self.lora.disable_adapter() if self.lora is not None else contextlib.nullcontext()
-        with without_lora:
-            yield self.prompt_tuned[adapter] if adapter is not None else self.model
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -149,58 +111,37 @@ class Engine:
 
     def stream(self, prompt: Prompt, adapter: str | None = None, max_new_tokens: int | None = None) -> Iterator[str]:
         max_new_tokens = max_new_tokens or self.settings.max_new_tokens
-        text = self.format.apply(prompt)
-        inputs = self.tokenizer(text, return_tensors="pt").to(self.model.device)
-        if inputs["input_ids"].shape[1] + max_new_tokens > self.window:
+        input_ids = self.tokenizer(self.format.apply(prompt))["input_ids"]
+        if len(input_ids) + max_new_tokens > self.window:
             raise ValueError(
-                f"prompt of {inputs['input_ids'].shape[1]} tokens plus {max_new_tokens} new tokens "
-                f"exceeds the model's window of {self.window}"
+                f"prompt of {len(input_ids)} tokens plus {max_new_tokens} new tokens exceeds the model's window of {self.window}"
             )
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
-        cancel = threading.Event()
-        sampling = self.settings.temperature > 0
-        kwargs = dict(
-            **inputs,
-            streamer=streamer,
-            max_new_tokens=max_new_tokens,
-            do_sample=sampling,
-            temperature=self.settings.temperature if sampling else None,
-            top_p=self.settings.top_p if sampling else None,
-            top_k=None,
-            repetition_penalty=self.settings.repetition_penalty,
-            stopping_criteria=StoppingCriteriaList([_Cancelled(cancel)]),
-            pad_token_id=self.tokenizer.pad_token_id,
-        )
-        stops = self.format.stop_strings(prompt)
-        if stops:
-            kwargs.update(stop_strings=list(stops), tokenizer=self.tokenizer)
-        errors: list[BaseException] = []
-
-        def run():
-            try:
-                with self.lock, torch.inference_mode(), self._model_for(adapter) as model:
-                    soft_prompts.generate(model, **kwargs)
-            except BaseException as error:  # surfaced in the consumer's thread below
-                errors.append(error)
-                streamer.end()
-
-        worker = threading.Thread(target=run, name="generate", daemon=True)
-        worker.start()
-        stop_filter = StopFilter(stops)
-        started = False
+        if adapter is not None and adapter not in self.adapters:
+            raise ValueError(f"adapter {adapter!r} is not loaded; loaded: {sorted(self.adapters)}")
+        settings = self.settings
         try:
-            for piece in streamer:
-                if not started:  # the transcript format leaves a space after "Agent:"
-                    piece = piece.lstrip()
-                    started = bool(piece)
-                if out := stop_filter.push(piece):
+            request = self.batch.submit(input_ids, adapter, Sampling(
+                max_new_tokens=max_new_tokens, temperature=settings.temperature,
+                top_p=settings.top_p if settings.temperature > 0 else 1.0, repetition_penalty=settings.repetition_penalty,
+            ))
+        except AdapterError as error:
+            raise ValueError(str(error)) from None
+        self.batch.start()
+        stop_filter = StopFilter(self.format.stop_strings(prompt))
+        shown = ""
+        try:
+            for _ in request:
+                text = self.tokenizer.decode(request.generated, skip_special_tokens=True).lstrip()
+                if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
+                    continue
+                if out := stop_filter.push(text[len(shown):]):
                     yield out
+                shown = text
                 if stop_filter.stopped:
                     break
+            if request.finish_reason == "error":
+                raise RuntimeError(f"generation failed for request {request.id} (see the log)")
             if out := stop_filter.flush().rstrip():
                 yield out
         finally:
-            cancel.set()  # also when the consumer stops early (a closed browser tab)
-        worker.join()
-        if errors:
-            raise errors[0]
+            request.cancel()  # also when the consumer stops early (a closed browser tab)

@@ -1,5 +1,7 @@
 """The dialogue manager and engine on a tiny random model: real generation, real SQLite."""
 
+import time
+
 import pytest
 
 from bot.app import BotConfig, build_router
@@ -36,7 +38,7 @@ def test_stop_filter_cuts_at_a_stop_string_split_across_pieces():
     assert held.push("Done.\nCu") == "Done." and held.flush() == "\nCu"
 
 
-def test_engine_streams_in_pieces_and_releases_the_model_when_abandoned(tiny_model):
+def test_engine_streams_in_pieces_and_drops_an_abandoned_request(tiny_model):
     model, tokenizer = tiny_model
     engine = Engine(model, tokenizer, GenerationSettings(max_new_tokens=20))
     prompt = Prompt(system="S", turns=(Turn("user", "hello"),))
@@ -44,9 +46,12 @@ def test_engine_streams_in_pieces_and_releases_the_model_when_abandoned(tiny_mod
     assert len(pieces) > 1 and "".join(pieces).strip()
     stream = engine.stream(prompt)
     next(stream)
-    stream.close()  # the reader went away mid-reply
-    assert engine.lock.acquire(timeout=10)
-    engine.lock.release()
+    stream.close()  # the reader went away mid-reply: its request leaves the batch
+    deadline = time.monotonic() + 10
+    while (engine.batch.running or engine.batch.prefilling or engine.batch.waiting) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not (engine.batch.running or engine.batch.prefilling or engine.batch.waiting)
+    assert "".join(engine.stream(prompt)) == "".join(pieces)  # and the next reply is the same as the first
 
 
 def test_a_turn_is_routed_generated_and_stored(manager):
