@@ -160,3 +160,21 @@ def test_sliding_window_model_with_prompts_longer_than_the_window(tmp_path):
     for request, (ids, adapter) in zip(requests, plan):
         assert request.generated == reference(tmp_path / "gemma", tmp_path, adapter, ids, 12), (request.id, adapter)
 
+
+
+def test_serve_bench_runs_every_method_on_a_tiny_model(tiny_model_dir, tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    from bot.serve_bench import main
+
+    args = SimpleNamespace(model=str(tiny_model_dir), sessions=[1, 3], adapters=[2], new_tokens=3, serial_max_sessions=1,
+                           out=str(tmp_path))
+    assert main(args) == 0
+    rows = json.loads((tmp_path / "metrics.json").read_text())["rows"]
+    assert {(r["method"], r["sessions"]) for r in rows} == {
+        (m, n) for m in ("engine, mixed adapters", "engine, no adapters", "PEFT adapter_names (LoRA only)") for n in (1, 3)
+    } | {("serial set_adapter + generate", 1)}
+    assert all(r["new_tokens"] == 3 * r["sessions"] and r["tokens_per_s"] > 0 for r in rows)
+    assert (tmp_path / "throughput.png").stat().st_size > 10_000
+    assert "| engine, mixed adapters | 3 |" in (tmp_path / "table.md").read_text()
