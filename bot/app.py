@@ -9,7 +9,7 @@ from babelbot.detect import LanguageDetector, warm_up
 from babelbot.models import DEFAULT_MODEL, babelbot_home, load_model, model_fingerprint, resolve_model
 from babelbot.paths import ADAPTERS_DIR
 from bot.dialogue import DialogueManager, DialogueSettings
-from bot.engine import Engine, GenerationSettings
+from bot.engine import Engine, GenerationSettings, ServingSettings
 from bot.intents import default_intent_detector
 from bot.router import Router
 from bot.store import Store
@@ -28,6 +28,7 @@ class BotConfig:
     database: str = ""  # SQLite file of conversations; empty: $BABELBOT_HOME/conversations.sqlite3
     adapters_dir: str = str(ADAPTERS_DIR)
     generation: GenerationSettings = field(default_factory=GenerationSettings)
+    serving: ServingSettings = field(default_factory=ServingSettings)
     dialogue: DialogueSettings = field(default_factory=DialogueSettings)
     telegram: TelegramConfig = field(default_factory=TelegramConfig)
 
@@ -47,7 +48,7 @@ def build_router(config: BotConfig, adapters: dict | None = None) -> Router:
 
 def build_manager(config: BotConfig, store: Store | None = None) -> DialogueManager:
     model, tokenizer = load_model(config.model, device=config.device, dtype=config.dtype)
-    engine = Engine(model, tokenizer, config.generation)
+    engine = Engine(model, tokenizer, config.generation, serving=config.serving)
     registry = load_registry(Path(config.adapters_dir), base_model=config.model)
     if registry:  # hashing the base weights takes a second or two; only worth it with adapters
         engine.load_adapters(registry, model_fingerprint(resolve_model(config.model)))

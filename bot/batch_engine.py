@@ -278,8 +278,9 @@ class BatchEngine:
         if request.prefilled == 0 and request.adapter in self.soft_prompts:
             embeds = torch.cat([self.soft_prompts[request.adapter][None].to(embeds.dtype), embeds], dim=1)
         positions = torch.arange(request.length, request.length + embeds.shape[1], device=self.base.device)[None]
+        # logits_to_keep=1: only the last position's logits (a 262k vocabulary makes the rest costly).
         out = self._runner()(inputs_embeds=embeds, position_ids=positions, cache=request.cache, use_cache=True,
-                             **self._adapter_kwargs([request]))
+                             logits_to_keep=1, **self._adapter_kwargs([request]))
         request.length += embeds.shape[1]
         request.prefilled += len(ids)
         if request.prefilled < len(request.input_ids):
@@ -334,7 +335,7 @@ class BatchEngine:
         positions = torch.tensor([[r.length] for r in rows], device=self.base.device)
         self.mask = torch.cat([self.mask, torch.ones(len(rows), 1, dtype=self.mask.dtype, device=self.mask.device)], dim=1)
         out = self._runner()(input_ids=ids, position_ids=positions, attention_mask=self.mask, cache=self.cache,
-                             use_cache=True, **self._adapter_kwargs(rows))
+                             use_cache=True, logits_to_keep=1, **self._adapter_kwargs(rows))
         finished = []
         for i, request in enumerate(rows):
             request.length += 1

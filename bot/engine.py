@@ -34,6 +34,19 @@ class GenerationSettings:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
 
 
+@dataclass
+class ServingSettings:
+    """How requests share the model (bot/batch_engine.py)."""
+
+    max_batch: int = 32  # requests decoding together; more wait for a free row
+    prefill_chunk: int = 256  # prompt tokens prefilled per step, so long prompts do not stall decoding
+    max_resident_adapters: int = 16  # adapters in memory at once; the least recently used one goes first
+
+    def __post_init__(self):
+        if min(self.max_batch, self.prefill_chunk, self.max_resident_adapters) < 1:
+            raise ValueError(f"serving settings must be positive: {self}")
+
+
 class StopFilter:
     """Streams text up to the first stop string, holding back only what could start one."""
 
@@ -71,13 +84,14 @@ class Engine:
     """`stream(prompt, adapter)` yields reply text as it is generated."""
 
     def __init__(self, model, tokenizer, settings: GenerationSettings | None = None, prompt_format: PromptFormat | None = None,
-                 max_batch: int = 32, prefill_chunk: int = 256, max_resident_adapters: int = 16):
+                 serving: ServingSettings | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.settings = settings or GenerationSettings()
         self.format = prompt_format or format_for(tokenizer)
         self.window = getattr(model.config, "max_position_embeddings", None) or 2048
-        self.batch = BatchEngine(model, tokenizer, max_batch, prefill_chunk, max_resident_adapters)
+        serving = serving or ServingSettings()
+        self.batch = BatchEngine(model, tokenizer, serving.max_batch, serving.prefill_chunk, serving.max_resident_adapters)
         self.adapters: dict[str, AdapterCard] = {}
 
     def load_adapters(self, cards: dict[str, AdapterCard], base_fingerprint: str | None = None) -> dict[str, AdapterCard]:

@@ -18,6 +18,7 @@ import re
 import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from telegram import BotCommand, LinkPreviewOptions, Update
@@ -368,7 +369,11 @@ def build_application(manager: DialogueManager, config: TelegramConfig) -> Appli
         handler.addFilter(RedactToken(token))
     logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs every request URL, token included
 
-    async def register_commands(application: Application) -> None:
+    async def on_start(application: Application) -> None:
+        # Replies are produced in worker threads; enough of them for every row of the engine's
+        # batch, so concurrent chats are generated together (the default pool has cores + 4).
+        workers = manager.engine.batch.max_batch + 4
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(workers, thread_name_prefix="reply"))
         await application.bot.set_my_commands([BotCommand(name, text) for name, text in COMMANDS.items()])
 
     application = (
@@ -378,7 +383,7 @@ def build_application(manager: DialogueManager, config: TelegramConfig) -> Appli
         .base_file_url(config.base_file_url)
         .rate_limiter(AIORateLimiter(max_retries=config.max_retries))
         .concurrent_updates(True)  # a slow reply in one chat does not hold up the others
-        .post_init(register_commands)
+        .post_init(on_start)
         .build()
     )
     front = TelegramFrontEnd(manager, config)
