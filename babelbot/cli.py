@@ -37,7 +37,8 @@ def cmd_serve(args) -> int:
     config = _bot_config(args)
     demo = build_demo(build_manager(config))
     # As many chats at once as the engine batches; more wait in Gradio's queue.
-    demo.queue(default_concurrency_limit=config.serving.max_batch).launch(server_name=args.host, server_port=args.port, share=False)
+    demo.queue(default_concurrency_limit=config.serving.max_batch)
+    demo.launch(server_name=args.host, server_port=args.port, share=False)
     return 0
 
 
