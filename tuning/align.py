@@ -349,7 +349,7 @@ def write_model_card(folder: Path, config: AlignConfig, figures: dict) -> None:
         + (f"- dev intent accuracy on a language left out of the head and the classifier, averaged over the 10: "
            f"{figures['dev_unseen_language_accuracy']:.1%}\n" if "dev_unseen_language_accuracy" in figures else "")
         + "\n"
-        f"Rebuild: `babelbot encoder train backbone={config.backbone}`. Full evaluation: "
+        f"Rebuild: `babelbot encoder train --config tuning/configs/{config.name}.yaml`. Full evaluation: "
         f"`babelbot eval transfer`, report: `babelbot report transfer`.\n",
         encoding="utf-8",
     )
