@@ -1,7 +1,7 @@
 """Continuous batching over one base model with many adapters in the same batch.
 
     submit(input_ids, adapter, sampling) → Request (a stream of token ids)
-    step(): admit one waiting request · one prefill chunk for it, alone · one decode step for all
+    step(): admit the waiting requests · one prefill chunk for them · one decode step for all
 
 Every row of a decode step may use a different adapter:
 - LoRA: all LoRA adapters live in one PeftModel and PEFT applies each to its own rows
@@ -11,11 +11,12 @@ Every row of a decode step may use a different adapter:
   keys and values carry the prompt), with LoRA off for it.
 - None: the base model ("__base__").
 
-Each request prefills alone in chunks of `prefill_chunk` tokens into its own cache, one chunk
-per step, so a long prompt never stalls the rows that are decoding. When its prefill ends it
-joins the batch: its cache is left-padded to the batch's length (or the batch to its) and
-concatenated; padding stays masked and each row keeps its own positions, so it decodes as
-if alone. Finished and cancelled rows leave at the next step.
+Requests that are waiting when a prefill starts are prefilled together, left-padded to one
+length, in chunks of `prefill_chunk` positions, one chunk per step, so long prompts never
+stall the rows that are decoding. When the prefill ends the group joins the batch: the
+shorter of the two caches is left-padded and they are concatenated; padding stays masked
+and each row keeps its own positions, so it decodes as if alone. Finished and cancelled rows
+leave at the next step.
 
 Why not transformers' built-in continuous batching: it packs requests into one ragged row,
 where PEFT's per-row LoRA cannot apply, it takes token ids only (no soft prompts), and its
@@ -72,8 +73,6 @@ class Request:
         self._tokens: queue.Queue = queue.Queue()
         self._generator = torch.Generator().manual_seed(sampling.seed)
         # Scheduler state
-        self.cache: DynamicCache | None = None  # own cache while prefilling
-        self.prefilled = 0  # prompt tokens already in the cache
         self.length = 0  # positions used: soft prompt + prompt + fed tokens
         self.pending: int | None = None  # the last token, to feed at the next decode step
 
@@ -110,7 +109,8 @@ class BatchEngine:
         self.resident: OrderedDict[str, str] = OrderedDict()  # name → method, least recently used first
         self.pinned: set[str] = set()
         self.waiting: deque[Request] = deque()
-        self.prefilling: Request | None = None
+        self.prefilling: list[Request] = []  # the group being prefilled together
+        self._prefill: dict = {}  # its padded embeddings, mask, positions, cache and progress
         self.running: list[Request] = []
         self.cache: DynamicCache | None = None  # the batch's cache, rows as in self.running
         self.mask: torch.Tensor | None = None  # (rows, cached length): 0 marks left padding
@@ -145,7 +145,11 @@ class BatchEngine:
             self._drop(name)
 
     def _active(self) -> list[Request]:
-        return [*self.running, *([self.prefilling] if self.prefilling else []), *self.waiting]
+        return [*self.running, *self.prefilling, *self.waiting]
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.waiting or self.prefilling or self.running)
 
     def _drop(self, name: str) -> None:
         method = self.resident.pop(name)
@@ -220,7 +224,7 @@ class BatchEngine:
     def _loop(self) -> None:
         while True:
             with self.lock:
-                while not self._stop and not (self.waiting or self.prefilling or self.running):
+                while not self._stop and not self.busy:
                     self.work.wait()
                 if self._stop:
                     return
@@ -232,7 +236,7 @@ class BatchEngine:
                     for request in self._active():
                         self._finish(request, "error")
                     self.waiting.clear()
-                    self.running, self.prefilling, self.cache, self.mask = [], None, None, None
+                    self.running, self.prefilling, self._prefill, self.cache, self.mask = [], [], {}, None, None
                     del error
 
     # -- one scheduler step --------------------------------------------------------------------
@@ -244,21 +248,10 @@ class BatchEngine:
             for request in [r for r in self.waiting if r.cancelled]:
                 self.waiting.remove(request)
                 self._finish(request, "cancelled")
-            if self.prefilling is None and self.waiting and len(self.running) < self.max_batch:
-                request = self.waiting.popleft()
-                try:
-                    if request.adapter is not None:
-                        self._ensure_resident(request.adapter)
-                    self.prefilling = request
-                except AdapterError:
-                    log.exception("request %d cannot start", request.id)
-                    self._finish(request, "error")
-            if self.prefilling is not None:
-                if self.prefilling.cancelled:
-                    self._finish(self.prefilling, "cancelled")
-                    self.prefilling = None
-                else:
-                    self._prefill_chunk(self.prefilling)
+            if not self.prefilling and self.waiting and len(self.running) < self.max_batch:
+                self._start_prefill()
+            if self.prefilling:
+                self._prefill_chunk()
             if self.running:
                 self._decode()
 
@@ -270,35 +263,72 @@ class BatchEngine:
             return {}
         return {"adapter_names": [r.adapter if self.resident.get(r.adapter) == "lora" else BASE for r in rows]}
 
-    def _prefill_chunk(self, request: Request) -> None:
-        if request.cache is None:
-            request.cache = DynamicCache(config=self.base.config)
-        ids = request.input_ids[request.prefilled : request.prefilled + self.prefill_chunk]
-        embeds = self.base.get_input_embeddings()(torch.tensor([ids], device=self.base.device))
-        if request.prefilled == 0 and request.adapter in self.soft_prompts:
-            embeds = torch.cat([self.soft_prompts[request.adapter][None].to(embeds.dtype), embeds], dim=1)
-        positions = torch.arange(request.length, request.length + embeds.shape[1], device=self.base.device)[None]
-        # logits_to_keep=1: only the last position's logits (a 262k vocabulary makes the rest costly).
-        out = self._runner()(inputs_embeds=embeds, position_ids=positions, cache=request.cache, use_cache=True,
-                             logits_to_keep=1, **self._adapter_kwargs([request]))
-        request.length += embeds.shape[1]
-        request.prefilled += len(ids)
-        if request.prefilled < len(request.input_ids):
+    def _start_prefill(self) -> None:
+        """Take waiting requests (as many as the batch has room for) into one prefill group:
+        [soft prompt; prompt] embeddings per row, left-padded to one length."""
+        embed = self.base.get_input_embeddings()
+        group, rows = [], []
+        while self.waiting and len(self.running) + len(group) < self.max_batch:
+            request = self.waiting.popleft()
+            try:
+                if request.adapter is not None:
+                    self._ensure_resident(request.adapter)
+            except AdapterError:
+                log.exception("request %d cannot start", request.id)
+                self._finish(request, "error")
+                continue
+            row = embed(torch.tensor(request.input_ids, device=self.base.device))
+            if request.adapter in self.soft_prompts:
+                row = torch.cat([self.soft_prompts[request.adapter].to(row.dtype), row])
+            group.append(request)
+            rows.append(row)
+        if not group:
             return
-        self.prefilling = None
-        if self._emit(request, self._sample(request, out.logits[0, -1].float())):
-            self._join(request)
+        width = max(len(row) for row in rows)
+        self.prefilling = group
+        self._prefill = {
+            "embeds": torch.stack([F.pad(row, (0, 0, width - len(row), 0)) for row in rows]),
+            "mask": torch.stack([F.pad(torch.ones(len(row), dtype=torch.long), (width - len(row), 0)) for row in rows]),
+            "positions": torch.stack([F.pad(torch.arange(len(row)), (width - len(row), 0)) for row in rows]),
+            "lengths": [len(row) for row in rows], "done": 0, "cache": DynamicCache(config=self.base.config),
+        }
 
-    def _join(self, request: Request) -> None:
-        """Add a prefilled request to the batch, left-padding caches to one length."""
-        if not self.running:
-            self.cache, self.mask = request.cache, torch.ones(1, request.length, dtype=torch.long, device=self.base.device)
-            self.running = [request]
-            request.cache = None
+    def _prefill_chunk(self) -> None:
+        state, group = self._prefill, self.prefilling
+        start, end = state["done"], min(state["done"] + self.prefill_chunk, state["embeds"].shape[1])
+        device = self.base.device
+        # logits_to_keep=1: only the last position's logits (a 262k vocabulary makes the rest costly).
+        out = self._runner()(
+            inputs_embeds=state["embeds"][:, start:end], position_ids=state["positions"][:, start:end].to(device),
+            attention_mask=state["mask"][:, :end].to(device), cache=state["cache"], use_cache=True, logits_to_keep=1,
+            **self._adapter_kwargs(group),
+        )
+        state["done"] = end
+        if end < state["embeds"].shape[1]:
             return
-        old, new = self.mask.shape[1], request.length
+        joining = []
+        for i, request in enumerate(group):
+            request.length = state["lengths"][i]
+            if not request.cancelled and self._emit(request, self._sample(request, out.logits[i, -1].float())):
+                joining.append(i)
+            elif request.finish_reason is None:
+                self._finish(request, "cancelled")
+        cache, mask = state["cache"], state["mask"].to(device)
+        self.prefilling, self._prefill = [], {}
+        if joining:
+            index = torch.tensor(joining, device=device)
+            if len(joining) < len(group):
+                cache.batch_select_indices(index)
+            self._join([group[i] for i in joining], cache, mask[index])
+
+    def _join(self, requests: list[Request], cache: DynamicCache, mask: torch.Tensor) -> None:
+        """Add prefilled rows to the batch, left-padding the shorter cache to the other's length."""
+        if not self.running:
+            self.cache, self.mask, self.running = cache, mask, list(requests)
+            return
+        old, new = self.mask.shape[1], mask.shape[1]
         length = max(old, new)
-        for batch_layer, row_layer in zip(self.cache.layers, request.cache.layers):
+        for batch_layer, row_layer in zip(self.cache.layers, cache.layers):
             window = getattr(batch_layer, "sliding_window", None)
             stored = min(length, window - 1) if window else length  # a sliding layer keeps its last window - 1
 
@@ -309,10 +339,8 @@ class BatchEngine:
             batch_layer.values = torch.cat([left_pad(batch_layer.values), left_pad(row_layer.values)])
             if window:
                 batch_layer.cumulative_length = length
-        ones = torch.ones(1, new, dtype=torch.long, device=self.mask.device)
-        self.mask = torch.cat([F.pad(self.mask, (length - old, 0)), F.pad(ones, (length - new, 0))])
-        self.running.append(request)
-        request.cache = None
+        self.mask = torch.cat([F.pad(self.mask, (length - old, 0)), F.pad(mask, (length - new, 0))])
+        self.running.extend(requests)
 
     def _leave(self, rows: list[Request]) -> None:
         if not rows:
@@ -376,5 +404,4 @@ class BatchEngine:
     def _finish(self, request: Request, reason: str) -> None:
         if request.finish_reason is None:
             request.finish_reason = reason
-            request.cache = None
             request._tokens.put(None)

@@ -65,7 +65,7 @@ def test_mixed_batch_is_token_for_token_plain_peft(setup):
     model_dir, root, adapters = setup
     engine = new_engine(model_dir, root, adapters, prefill_chunk=8)
     choices = [None, *adapters]
-    plan = [(ids, choices[i % len(choices)], 6 + (i * 5) % 11) for i, ids in enumerate(prompts(12))]
+    plan = [(ids, choices[i % len(choices)], 60 if i == 3 else 6 + (i * 5) % 11) for i, ids in enumerate(prompts(12))]
     requests = []
     for index, (ids, adapter, length) in enumerate(plan):  # a new request joins every other step
         requests.append(engine.submit(ids, adapter, Sampling(max_new_tokens=length)))
@@ -74,7 +74,7 @@ def test_mixed_batch_is_token_for_token_plain_peft(setup):
             engine.step()
     cancelled = requests[3]
     cancelled.cancel()
-    while engine.waiting or engine.prefilling or engine.running:
+    while engine.busy:
         engine.step()
     assert cancelled.finish_reason == "cancelled" and len(cancelled.generated) < plan[3][2]
     for request, (ids, adapter, length) in zip(requests, plan):
@@ -90,7 +90,7 @@ def test_sampling_settings_apply_per_request(setup):
     ids = prompts(1, seed=3)[0]
     penalised = engine.submit(ids, "lora-0", Sampling(max_new_tokens=10, repetition_penalty=1.5))
     sampled = [engine.submit(ids, None, Sampling(max_new_tokens=10, temperature=1.0, top_p=0.9, seed=s)) for s in (1, 1, 2)]
-    while engine.waiting or engine.prefilling or engine.running:
+    while engine.busy:
         engine.step()
     assert penalised.generated == reference(model_dir, root, "lora-0", ids, 10, repetition_penalty=1.5)
     assert sampled[0].generated == sampled[1].generated != sampled[2].generated  # seeded per request
@@ -106,7 +106,7 @@ def test_adapters_load_on_demand_with_lru_eviction_and_pinning(setup):
     results = {}
     for name in ("lora-1", "prompt-0", "lora-2", "lora-0"):
         request = engine.submit(ids, name, Sampling(max_new_tokens=5))
-        while engine.waiting or engine.prefilling or engine.running:
+        while engine.busy:
             engine.step()
         results[name] = request.generated
         assert "lora-0" in engine.resident and len(engine.resident) <= 2
@@ -155,7 +155,7 @@ def test_sliding_window_model_with_prompts_longer_than_the_window(tmp_path):
     for ids, adapter in plan:
         requests.append(engine.submit(ids, adapter, Sampling(max_new_tokens=12)))
         engine.step()
-    while engine.waiting or engine.prefilling or engine.running:
+    while engine.busy:
         engine.step()
     for request, (ids, adapter) in zip(requests, plan):
         assert request.generated == reference(tmp_path / "gemma", tmp_path, adapter, ids, 12), (request.id, adapter)

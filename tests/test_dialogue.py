@@ -48,9 +48,9 @@ def test_engine_streams_in_pieces_and_drops_an_abandoned_request(tiny_model):
     next(stream)
     stream.close()  # the reader went away mid-reply: its request leaves the batch
     deadline = time.monotonic() + 10
-    while (engine.batch.running or engine.batch.prefilling or engine.batch.waiting) and time.monotonic() < deadline:
+    while engine.batch.busy and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert not (engine.batch.running or engine.batch.prefilling or engine.batch.waiting)
+    assert not engine.batch.busy
     assert "".join(engine.stream(prompt)) == "".join(pieces)  # and the next reply is the same as the first
 
 
