@@ -71,6 +71,7 @@ class Request:
         self.token_times: list[float] = []
         self._cancel = threading.Event()
         self._tokens: queue.Queue = queue.Queue()
+        self._drained = False
         self._generator = torch.Generator().manual_seed(sampling.seed)
         # Scheduler state
         self.length = 0  # positions used: soft prompt + prompt + fed tokens
@@ -84,7 +85,12 @@ class Request:
         return self._cancel.is_set()
 
     def __iter__(self) -> Iterator[int]:
-        while (token := self._tokens.get()) is not None:
+        """The new token ids, as they come; a second pass yields nothing."""
+        while not self._drained:
+            token = self._tokens.get()
+            if token is None:
+                self._drained = True
+                return
             yield token
 
     def result(self) -> list[int]:
@@ -230,14 +236,13 @@ class BatchEngine:
                     return
             try:
                 self.step()
-            except Exception as error:  # a failed step ends its requests, never the scheduler
+            except Exception:  # a failed step ends its requests, never the scheduler
                 log.exception("batch step failed")
                 with self.lock:
                     for request in self._active():
                         self._finish(request, "error")
                     self.waiting.clear()
                     self.running, self.prefilling, self._prefill, self.cache, self.mask = [], [], {}, None, None
-                    del error
 
     # -- one scheduler step --------------------------------------------------------------------
 
