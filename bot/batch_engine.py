@@ -105,9 +105,8 @@ class AdapterError(ValueError):
 
 
 class BatchEngine:
-    def __init__(self, model, tokenizer, max_batch: int = 32, prefill_chunk: int = 256, max_resident: int = 8):
+    def __init__(self, model, max_batch: int = 32, prefill_chunk: int = 256, max_resident: int = 8):
         self.base = model
-        self.tokenizer = tokenizer
         self.max_batch, self.prefill_chunk, self.max_resident = max_batch, prefill_chunk, max_resident
         self.lora = None  # PeftModel holding every resident LoRA adapter
         self.soft_prompts: dict[str, torch.Tensor] = {}  # name → (virtual tokens, hidden)
@@ -161,8 +160,11 @@ class BatchEngine:
         method = self.resident.pop(name)
         if method == "prompt_tuning":
             del self.soft_prompts[name]
-        else:
+        elif "lora" in self.resident.values():
             self.lora.delete_adapter(name)
+        else:  # the last LoRA adapter: take the LoRA layers out of the base model altogether
+            self.lora.unload()
+            self.lora = None
         log.info("unloaded adapter %s", name)
 
     def _ensure_resident(self, name: str) -> None:
@@ -178,6 +180,14 @@ class BatchEngine:
                 raise AdapterError(f"cannot load {name}: {self.max_resident} adapters resident, all pinned or in use")
             self._drop(victim)
         method, folder = self.known[name]
+        # Loaded as ordinary tensors even when a step (inference mode) loads it on demand:
+        # PEFT later flips requires_grad on adapter weights, which inference tensors refuse.
+        with torch.inference_mode(False):
+            self._load(name, method, folder)
+        self.resident[name] = method
+        log.info("loaded adapter %s (%s)", name, method)
+
+    def _load(self, name: str, method: str, folder: Path) -> None:
         if method == "prompt_tuning":
             from safetensors.torch import load_file
 
@@ -194,8 +204,6 @@ class BatchEngine:
                 self.lora = PeftModel.from_pretrained(self.base, str(folder), adapter_name=name).eval()
             else:
                 self.lora.load_adapter(str(folder), adapter_name=name)
-        self.resident[name] = method
-        log.info("loaded adapter %s (%s)", name, method)
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -278,7 +286,7 @@ class BatchEngine:
             try:
                 if request.adapter is not None:
                     self._ensure_resident(request.adapter)
-            except AdapterError:
+            except Exception:  # unknown, evicted-and-now-corrupt or unfitting adapter: this request only
                 log.exception("request %d cannot start", request.id)
                 self._finish(request, "error")
                 continue

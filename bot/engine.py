@@ -91,7 +91,7 @@ class Engine:
         self.format = prompt_format or format_for(tokenizer)
         self.window = getattr(model.config, "max_position_embeddings", None) or 2048
         serving = serving or ServingSettings()
-        self.batch = BatchEngine(model, tokenizer, serving.max_batch, serving.prefill_chunk, serving.max_resident_adapters)
+        self.batch = BatchEngine(model, serving.max_batch, serving.prefill_chunk, serving.max_resident_adapters)
         self.adapters: dict[str, AdapterCard] = {}
 
     def load_adapters(self, cards: dict[str, AdapterCard], base_fingerprint: str | None = None) -> dict[str, AdapterCard]:

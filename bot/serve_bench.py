@@ -125,7 +125,7 @@ def summarise(name: str, sessions: int, adapters: int, started: float, ended: fl
 
 
 def run_engine(model, folder, adapters: dict[str, str], prompts, new_tokens: int, use_adapters: bool):
-    engine = BatchEngine(model, None, max_batch=len(prompts), max_resident=max(1, len(adapters)))
+    engine = BatchEngine(model, max_batch=len(prompts), max_resident=max(1, len(adapters)))
     for name, method in adapters.items():
         engine.register(name, method, folder / name)
     names = list(adapters) if use_adapters else [None]

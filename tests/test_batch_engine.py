@@ -50,7 +50,7 @@ def setup(tiny_model_dir, tmp_path_factory):
 
 
 def new_engine(model_dir, root, adapters, **options):
-    engine = BatchEngine(AutoModelForCausalLM.from_pretrained(model_dir).eval(), None, **options)
+    engine = BatchEngine(AutoModelForCausalLM.from_pretrained(model_dir).eval(), **options)
     for name, method in adapters.items():
         engine.register(name, method, root / name)
     return engine
@@ -98,7 +98,7 @@ def test_sampling_settings_apply_per_request(setup):
 
 def test_adapters_load_on_demand_with_lru_eviction_and_pinning(setup):
     model_dir, root, adapters = setup
-    engine = BatchEngine(AutoModelForCausalLM.from_pretrained(model_dir).eval(), None, max_resident=2)
+    engine = BatchEngine(AutoModelForCausalLM.from_pretrained(model_dir).eval(), max_resident=2)
     engine.register("lora-0", "lora", root / "lora-0", pinned=True)
     for name in ("lora-1", "prompt-0", "lora-2"):
         engine.register(name, adapters[name], root / name, load=False)
@@ -133,6 +133,11 @@ def test_unload_while_serving_keeps_other_requests_going(setup):
         assert "lora-2" not in engine.resident
         again = engine.submit(ids[0], "lora-2", Sampling(max_new_tokens=4))  # reloaded on demand
         assert again.result() == reference(model_dir, root, "lora-2", ids[0], 4)
+        for name in [n for n, m in engine.resident.items() if m == "lora"]:
+            engine.unload(name)
+        assert engine.lora is None  # the last LoRA adapter took its layers with it
+        plain = engine.submit(ids[1], None, Sampling(max_new_tokens=6))
+        assert plain.result() == reference(model_dir, root, None, ids[1], 6)
     finally:
         engine.stop()
 
