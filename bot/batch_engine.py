@@ -135,10 +135,14 @@ class BatchEngine:
             raise AdapterError(f"adapter {name}: method must be lora or prompt_tuning, got {method!r}")
         with self.lock:
             self.known[name] = (method, Path(folder))
+            if load:
+                try:
+                    self._ensure_resident(name)
+                except Exception:  # an adapter that cannot load is not registered either
+                    del self.known[name]
+                    raise
             if pinned:
                 self.pinned.add(name)
-            if load:
-                self._ensure_resident(name)
 
     def unload(self, name: str) -> None:
         """Free an adapter's memory; refused while a request uses it. It stays registered."""

@@ -107,7 +107,6 @@ class Engine:
                 self.batch.register(name, card.method, card.path)
             except Exception as error:  # a corrupt or mismatched file must not stop the bot
                 log.warning("refusing adapter %s from %s: %s", name, card.path, error)
-                self.batch.known.pop(name, None)
                 continue
             self.adapters[name] = card
         log.info("adapters loaded: %s", sorted(self.adapters) or "none")

@@ -13,6 +13,7 @@ against it. The adapters are random (speed does not depend on what they learned)
 PEFT's format in a temporary folder.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -162,9 +163,10 @@ def run_serial(model, folder, adapters, prompts, new_tokens: int):
         with torch.inference_mode():
             if adapters[name] == "lora":
                 lora_model.set_adapter(name)
-                runner, context = lora_model, torch.no_grad()
+                runner, context = lora_model, contextlib.nullcontext()
             else:
-                runner, context = prompt_models[name], lora_model.disable_adapter() if lora_model else torch.no_grad()
+                runner = prompt_models[name]
+                context = lora_model.disable_adapter() if lora_model else contextlib.nullcontext()
             with context:
                 soft_prompts.generate(runner, torch.tensor([ids]), max_new_tokens=new_tokens, min_new_tokens=new_tokens,
                                       do_sample=False, streamer=streamer, pad_token_id=0)
