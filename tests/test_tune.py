@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM
 from adapters.registry import load_registry, read_card
 from babelbot.config import load_config
 from babelbot.models import load_model
-from tuning.train import TuneConfig, TuneError, tune
+from tuning.train import TuneConfig, TuneError, collate, peft_config, reply_token_loss, tune, virtual_token_count
 
 
 def config_for(tiny_model_dir, tmp_path, name="t", **overrides) -> TuneConfig:
@@ -48,6 +48,35 @@ def test_tune_saves_a_plain_peft_adapter_with_identical_logits(tiny_model_dir, t
     with torch.no_grad():
         trained = result.model(input_ids=input_ids).logits
     assert torch.equal(trained, plain_peft_logits(tiny_model_dir, folder, input_ids))
+
+
+@pytest.mark.parametrize("method", ["lora", "prompt_tuning"])
+def test_the_reply_token_loss_equals_the_models_own_loss(tiny_model_dir, tmp_path, method):
+    from peft import get_peft_model
+
+    from tuning.train import Tokenized
+
+    config = config_for(tiny_model_dir, tmp_path, method=method)
+    base, _ = load_model(str(tiny_model_dir), device="cpu")
+    model = get_peft_model(base, peft_config(config, str(tiny_model_dir))).eval()
+    generator = torch.Generator().manual_seed(0)
+    rows = []
+    for prompt_length, reply_length in [(7, 3), (12, 5), (4, 9)]:  # different lengths, right padding
+        ids = torch.randint(5, 200, (prompt_length + reply_length,), generator=generator).tolist()
+        rows.append(Tokenized(ids, [-100] * prompt_length + ids[prompt_length:]))
+    batch = collate(rows, pad_id=0)
+    with torch.no_grad():
+        expected = model(**batch).loss
+        ours = reply_token_loss(model, batch, virtual_token_count(model))
+    assert virtual_token_count(model) == (config.num_virtual_tokens if method == "prompt_tuning" else 0)
+    assert ours.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_bf16_mixed_precision_on_cpu_trains_close_to_fp32(tiny_model_dir, tmp_path):
+    fp32 = tune(config_for(tiny_model_dir, tmp_path, name="fp32", mixed_precision="no")).metrics
+    bf16 = tune(config_for(tiny_model_dir, tmp_path, name="bf16", mixed_precision="bf16")).metrics
+    assert bf16["final_loss"] == pytest.approx(fp32["final_loss"], rel=0.02)
+    assert bf16["final_loss"] != fp32["final_loss"]  # the autocast really ran in bf16
 
 
 def test_a_resumed_run_continues_the_same_loss_curve(tiny_model_dir, tmp_path):
