@@ -1,10 +1,20 @@
-"""Language detection of customer messages with lingua, biased toward the languages we serve.
+"""Language detection of customer messages with lingua, weighted toward the languages we serve
+and toward the language the conversation is already in.
 
 lingua knows 75 languages. Over all of them it misreads some short, informal messages in our
 training languages as a neighbour (Spanish as Galician or Catalan, Portuguese as Galician);
 restricted to our languages it misreads every customer who writes anything else. So we
-score all 75 and let a training language win unless another language is several times
-more likely: informal Spanish stays Spanish, while real Italian or Turkish is still recognised.
+score all 75 and weight lingua's confidences (Bayes' rule with lingua as the likelihood):
+
+    score(lang) = confidence(lang) × served_weight (if we serve lang)
+                                   × conversation_weight (if the conversation is in lang)
+
+Chosen on data/language_dev and the train split's customer turns (`babelbot eval router`
+measures them on data/router_eval): a served weight of 4 keeps informal Spanish Spanish
+while real Italian or Turkish is still recognised; a conversation weight of 2 keeps "merci !"
+French inside a French conversation (customer turns 96.4% → 98.9% right) and still lets a
+customer switch language (96.4% → 96.2%). A prior by each language's online population
+was tried and lost on the dev set: the small languages it pushes down are real customers.
 
 Messages too short to tell ("ok", "#NW-12345", an emoji) keep the conversation's language.
 """
@@ -80,24 +90,37 @@ def _iso(language: Language) -> str:
 
 
 class LanguageDetector:
-    """`detect(text, fallback)` → ISO 639-1 code; `fallback` when the text cannot tell."""
+    """`detect(text, fallback)` → ISO 639-1 code; `fallback` (the conversation's language) when
+    the text cannot tell, and a tie-breaker toward it when the text is ambiguous."""
 
-    def __init__(self, preferred: tuple[str, ...] = TRAINING_LANGUAGES, ratio: float = 4.0, min_letters: int = 3):
-        self.preferred = set(preferred)
-        self.ratio = ratio  # how many times more confident another language must be to win
+    def __init__(self, served: tuple[str, ...] = TRAINING_LANGUAGES, served_weight: float = 4.0,
+                 conversation_weight: float = 2.0, min_letters: int = 3):
+        self.served = set(served)
+        self.served_weight = served_weight
+        self.conversation_weight = conversation_weight
         self.min_letters = min_letters
 
-    def detect(self, text: str, fallback: str | None = None) -> str | None:
+    def prior(self, language: str, conversation: str | None = None) -> float:
+        weight = 1.0
+        if language in self.served:
+            weight *= self.served_weight
+        if language == conversation:
+            weight *= self.conversation_weight
+        return weight
+
+    def scores(self, text: str, conversation: str | None = None) -> list[tuple[str, float]]:
+        """Every language lingua knows with its posterior share, best first; empty when the
+        text is too short to tell."""
         text = evidence(text)
         if _informative_letters(text) < self.min_letters:
-            return fallback
+            return []
         confidences = _detector().compute_language_confidence_values(text)
-        if not confidences or confidences[0].value == 0:
-            return fallback
-        best = confidences[0]
-        best_preferred = next((c for c in confidences if _iso(c.language) in self.preferred), None)
-        if best_preferred is None or _iso(best.language) in self.preferred:
-            return _iso(best.language)
-        if best.value > self.ratio * best_preferred.value:
-            return _iso(best.language)
-        return _iso(best_preferred.language)
+        weighted = [(_iso(c.language), c.value * self.prior(_iso(c.language), conversation)) for c in confidences]
+        total = sum(score for _, score in weighted)
+        if not total:
+            return []
+        return sorted(((language, score / total) for language, score in weighted), key=lambda pair: -pair[1])
+
+    def detect(self, text: str, fallback: str | None = None) -> str | None:
+        ranked = self.scores(text, conversation=fallback)
+        return ranked[0][0] if ranked else fallback

@@ -61,6 +61,14 @@ def test_too_short_to_tell_keeps_the_conversation_language(text):
     assert LanguageDetector().detect(text, fallback="de") == "de"
 
 
+def test_the_conversation_language_breaks_ties_but_a_customer_can_switch():
+    detector = LanguageDetector()
+    assert detector.detect("merci !") != "fr"  # alone, lingua reads it as Spanish
+    assert detector.detect("merci !", fallback="fr") == "fr"
+    assert detector.detect("¿dónde está mi pedido? lo compré hace una semana", fallback="fr") == "es"
+    assert detector.detect("non, c'est bon", fallback="fr") == "fr"
+
+
 def test_product_names_do_not_decide_the_language():
     assert evidence("чехол magsafe подходит к iphone 13 mini?").split() == ["чехол", "подходит", "к", "13", "?"]
     assert LanguageDetector().detect("用paypal付款一直显示错误") == "zh"

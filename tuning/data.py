@@ -7,6 +7,7 @@ Files under `data/` (schema in data/README.md):
     parallel/messages.jsonl      the same customer message in all 10 languages
     intents/seed.jsonl           short labelled messages for the first intent detector
     router_eval/, transfer_eval/ held-out test messages (any language), never trained on
+    language_dev/                short messages in 30 other languages for choosing the language detector's weights
 
 Splits are by conversation (never by line) from a hash of the conversation id, so they are
 stable when files grow: 80% train, 10% dev, 10% test. A summary goes with its conversation.
@@ -93,7 +94,7 @@ def check_intent_example(record: dict) -> list[str]:
 
 
 def check_test_message(record: dict) -> list[str]:
-    """router_eval and transfer_eval: any language, as an ISO 639-1 code."""
+    """router_eval, transfer_eval and language_dev: any language, as an ISO 639-1 code."""
     problems = [] if record.get("intent") in INTENTS else ["intent: must be one of the 13 intents"]
     language = record.get("language")
     if not (isinstance(language, str) and len(language) == 2 and language.isascii() and language.islower()):
@@ -109,9 +110,10 @@ CHECKS = {
     "intents": check_intent_example,
     "router_eval": check_test_message,
     "transfer_eval": check_test_message,
+    "language_dev": check_test_message,
 }
 # Folders whose files hold many languages (the others are one <lang>.jsonl per language).
-MIXED_LANGUAGE_KINDS = ("parallel", "intents", "router_eval", "transfer_eval")
+MIXED_LANGUAGE_KINDS = ("parallel", "intents", "router_eval", "transfer_eval", "language_dev")
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict | None, str | None]]:
