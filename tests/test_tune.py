@@ -127,6 +127,11 @@ def test_eval_compares_base_and_adapters(tiny_model_dir, tiny_adapters_dir, tmp_
 
     report = evaluate(EvalConfig(model=str(tiny_model_dir), adapters_dir=str(tiny_adapters_dir), languages=["es"],
                                  limit=2, max_new_tokens=6, max_length=256))
+    # The batch engine's replies are plain PEFT generate's, one at a time
+    one_at_a_time = evaluate(EvalConfig(model=str(tiny_model_dir), adapters_dir=str(tiny_adapters_dir), languages=["es"],
+                                        limit=2, max_new_tokens=6, max_length=256, engine=False))
+    assert [r["samples"] for r in report["results"]] == [r["samples"] for r in one_at_a_time["results"]]
+    assert [r["loss"] for r in report["results"]] == [r["loss"] for r in one_at_a_time["results"]]
     systems = [(r["system"], r["method"]) for r in report["results"]]
     assert systems == [("base", "base"), ("reply-es-lora", "lora"), ("reply-es-prompt-tuning", "prompt_tuning")]
     for r in report["results"]:
