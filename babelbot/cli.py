@@ -339,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve_bench.add_argument("--new-tokens", type=int, default=32)
     serve_bench.add_argument("--serial-max-sessions", type=int, default=16,
                              help="skip the serial baseline above this many sessions (it grows linearly)")
+    serve_bench.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"],
+                             help="run every method in each precision (bf16 matmuls are faster on CPUs with AVX512-BF16 or AMX)")
     serve_bench.add_argument("--out", default="results/serve")
     serve_bench.set_defaults(run=_module_main("bot.serve_bench"))
     tune_gpu = bench.add_parser("tune-gpu", help="QLoRA 4-bit vs bf16 LoRA training on a CUDA GPU")

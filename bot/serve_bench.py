@@ -6,10 +6,11 @@
     (d) PEFT `generate` with `adapter_names=`, all sessions in one left-padded batch (LoRA only)
 
 All sessions arrive at once with real reply prompts from the test split. Reported per
-(method, sessions, adapters): aggregate new tokens/s, time to first token p50/p95,
+(precision, method, sessions, adapters): aggregate new tokens/s, time to first token p50/p95,
 inter-token latency p50/p95, and peak resident memory during the run; plus the measured
-peak GFLOP/s of a large matmul on the same cores and each method's model FLOPs × tokens/s
-against it. The adapters are random (speed does not depend on what they learned), saved in
+peak GFLOP/s of a large matmul in that precision on the same cores, and the model FLOPs per
+second against it twice: counting new tokens only, and counting the prompt tokens' prefill
+too (the work actually done: with ~370-token prompts and 32 new tokens, most of it). The adapters are random (speed does not depend on what they learned), saved in
 PEFT's format in a temporary folder.
 """
 
@@ -112,16 +113,20 @@ def session_prompts(tokenizer, count: int) -> list[list[int]]:
 
 
 def summarise(name: str, sessions: int, adapters: int, started: float, ended: float, times: list[list[float]],
-              submitted: list[float], peak_mib: float, flops_per_token: float, peak_gflops: float) -> dict:
+              submitted: list[float], peak_mib: float, flops: dict, peak_gflops: float, prompt_tokens: int) -> dict:
     tokens = sum(len(t) for t in times)
     ttft = [t[0] - s for t, s in zip(times, submitted) if t]
     itl = [b - a for t in times for a, b in zip(t, t[1:])]
-    rate = tokens / (ended - started)
+    seconds = ended - started
+    rate = tokens / seconds
+    # Prefill computes logits for the last prompt position only; each new token costs a full pass.
+    work = (prompt_tokens * flops["prompt_token"] + tokens * flops["new_token"]) / seconds / 1e9
     return {
-        "method": name, "sessions": sessions, "adapters": adapters, "new_tokens": tokens, "seconds": ended - started,
-        "tokens_per_s": rate, "ttft_p50_s": percentile(ttft, 0.5), "ttft_p95_s": percentile(ttft, 0.95),
+        "method": name, "sessions": sessions, "adapters": adapters, "new_tokens": tokens, "prompt_tokens": prompt_tokens,
+        "seconds": seconds, "tokens_per_s": rate, "ttft_p50_s": percentile(ttft, 0.5), "ttft_p95_s": percentile(ttft, 0.95),
         "itl_p50_ms": 1000 * percentile(itl, 0.5), "itl_p95_ms": 1000 * percentile(itl, 0.95), "peak_rss_mib": peak_mib,
-        "gflops": rate * flops_per_token / 1e9, "roofline_share": rate * flops_per_token / 1e9 / peak_gflops,
+        "gflops": rate * flops["new_token"] / 1e9, "roofline_share": rate * flops["new_token"] / 1e9 / peak_gflops,
+        "work_gflops": work, "work_roofline_share": work / peak_gflops,
     }
 
 
@@ -198,8 +203,8 @@ def run_adapter_names(model, folder, adapters, prompts, new_tokens: int, pad_id:
     return started, ended, streamer.times, [started] * len(prompts)
 
 
-def peak_matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def peak_matmul_gflops(dtype: torch.dtype = torch.float32, size: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     a @ b
     start = time.perf_counter()
     for _ in range(repeats):
@@ -207,23 +212,26 @@ def peak_matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def model_flops_per_token(model) -> float:
-    """2 × the parameters every token multiplies through (the embedding lookup is free, the
-    output projection to the vocabulary is not)."""
+def model_flops_per_token(model) -> dict:
+    """2 × the parameters a token multiplies through (the embedding lookup is free): for a new
+    token including the output projection to the vocabulary, for a prompt token without it."""
     embedding = model.get_input_embeddings().weight.numel()
     total = sum(p.numel() for p in model.parameters())
     tied = model.get_output_embeddings().weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
-    return 2 * (total - embedding + (embedding if tied else 0))
+    body = total - embedding - (0 if tied else model.get_output_embeddings().weight.numel())
+    return {"new_token": 2 * (body + model.get_output_embeddings().weight.numel()), "prompt_token": 2 * body}
 
 
-def markdown_table(rows: list[dict], peak_gflops: float) -> str:
-    lines = [f"Peak fp32 matmul on this machine: {peak_gflops:.1f} GFLOP/s.\n",
-             "| method | sessions | adapters | tokens/s | TTFT p50 s | TTFT p95 s | ITL p50 ms | ITL p95 ms | peak RSS MiB "
-             "| GFLOP/s | of peak |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+def markdown_table(rows: list[dict], peaks: dict[str, float]) -> str:
+    lines = [f"Peak {dtype} matmul on this machine: {peak:.1f} GFLOP/s." for dtype, peak in peaks.items()]
+    lines += ["", "| precision | method | sessions | adapters | tokens/s | TTFT p50 s | TTFT p95 s | ITL p50 ms | ITL p95 ms "
+              "| peak RSS MiB | GFLOP/s (new tokens) | of peak | GFLOP/s (with prefill) | of peak |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['method']} | {r['sessions']} | {r['adapters']} | {r['tokens_per_s']:.1f} | {r['ttft_p50_s']:.2f} | "
-                     f"{r['ttft_p95_s']:.2f} | {r['itl_p50_ms']:.0f} | {r['itl_p95_ms']:.0f} | {r['peak_rss_mib']:.0f} | "
-                     f"{r['gflops']:.1f} | {r['roofline_share']:.0%} |")
+        lines.append(f"| {r['dtype']} | {r['method']} | {r['sessions']} | {r['adapters']} | {r['tokens_per_s']:.1f} | "
+                     f"{r['ttft_p50_s']:.2f} | {r['ttft_p95_s']:.2f} | {r['itl_p50_ms']:.0f} | {r['itl_p95_ms']:.0f} | "
+                     f"{r['peak_rss_mib']:.0f} | {r['gflops']:.1f} | {r['roofline_share']:.0%} | {r['work_gflops']:.1f} | "
+                     f"{r['work_roofline_share']:.0%} |")
     return "\n".join(lines) + "\n"
 
 
@@ -234,9 +242,10 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    for (method, adapters) in sorted({(r["method"], r["adapters"]) for r in rows}):
-        points = sorted((r["sessions"], r["tokens_per_s"]) for r in rows if (r["method"], r["adapters"]) == (method, adapters))
-        axis.plot(*zip(*points), marker="o", label=f"{method}, {adapters} adapters")
+    for (dtype, method, adapters) in sorted({(r["dtype"], r["method"], r["adapters"]) for r in rows}):
+        key = (dtype, method, adapters)
+        points = sorted((r["sessions"], r["tokens_per_s"]) for r in rows if (r["dtype"], r["method"], r["adapters"]) == key)
+        axis.plot(*zip(*points), marker="o", label=f"{dtype} {method}, {adapters} adapters")
     axis.set_xscale("log", base=2)
     axis.set_xlabel("concurrent sessions")
     axis.set_ylabel("new tokens/s (all sessions)")
@@ -247,53 +256,77 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main(args) -> int:
-    model, tokenizer = load_model(args.model, device="cpu")
-    model.eval()
-    peak = peak_matmul_gflops()
-    flops = model_flops_per_token(model)
+    models = {}
+    for dtype in args.dtypes:
+        models[dtype], tokenizer = load_model(args.model, device="cpu", dtype=dtype)
+        models[dtype].eval()
+    peaks = {dtype: peak_matmul_gflops(getattr(torch, dtype)) for dtype in args.dtypes}
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         for adapter_count in args.adapters:
-            adapters = make_adapters(model, folder / f"k{adapter_count}", adapter_count)
-            run_engine(model, folder / f"k{adapter_count}", adapters, session_prompts(tokenizer, 2), 2, True)  # warm-up
-            for sessions in args.sessions:
-                prompts = session_prompts(tokenizer, sessions)
-                runs = {
-                    "engine, mixed adapters": lambda: run_engine(model, folder / f"k{adapter_count}", adapters, prompts,
-                                                                 args.new_tokens, True),
-                    "engine, no adapters": lambda: run_engine(model, folder / f"k{adapter_count}", adapters, prompts,
-                                                              args.new_tokens, False),
-                    "serial set_adapter + generate": lambda: run_serial(model, folder / f"k{adapter_count}", adapters, prompts,
-                                                                        args.new_tokens),
-                    "PEFT adapter_names (LoRA only)": lambda: run_adapter_names(
-                        model, folder / f"k{adapter_count}", adapters, prompts, args.new_tokens, tokenizer.pad_token_id),
-                }
-                for name, run in runs.items():
-                    if name.startswith("serial") and sessions > args.serial_max_sessions:
-                        continue
-                    log.info("bench serve: %s, %d sessions, %d adapters", name, sessions, adapter_count)
-                    with PeakMemory() as memory:
-                        started, ended, times, submitted = run()
-                    rows.append(summarise(name, sessions, adapter_count, started, ended, times, submitted, memory.peak,
-                                          flops, peak))
-                    print(markdown_table(rows[-1:], peak).splitlines()[-1], flush=True)
+            adapters = make_adapters(models[args.dtypes[0]], folder / f"k{adapter_count}", adapter_count)
+            for dtype, model in models.items():
+                flops = model_flops_per_token(model)
+                rows += bench_one_precision(model, dtype, folder / f"k{adapter_count}", adapters, tokenizer, args, flops,
+                                            peaks[dtype])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    payload = {"model": args.model, "new_tokens": args.new_tokens, "peak_matmul_gflops": peak,
-               "model_flops_per_token": flops, "torch_threads": torch.get_num_threads(), "rows": rows}
+    payload = {"model": args.model, "new_tokens": args.new_tokens, "peak_matmul_gflops": peaks,
+               "model_flops_per_token": model_flops_per_token(next(iter(models.values()))),
+               "torch_threads": torch.get_num_threads(), "rows": rows}
     (out / "metrics.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    table = markdown_table(rows, peak)
+    table = markdown_table(rows, peaks)
     (out / "table.md").write_text(table, encoding="utf-8")
     plot(rows, out / "throughput.png")
     print(table)
-    ratio_rows = {(r["method"], r["sessions"], r["adapters"]): r["tokens_per_s"] for r in rows}
-    for sessions in args.sessions:
-        for adapter_count in args.adapters:
-            ours = ratio_rows.get(("engine, mixed adapters", sessions, adapter_count))
-            base = ratio_rows.get(("engine, no adapters", sessions, adapter_count))
-            peft = ratio_rows.get(("PEFT adapter_names (LoRA only)", sessions, adapter_count))
-            if ours and base and peft:
-                print(f"{sessions} sessions, {adapter_count} adapters: (a)/(d) = {ours / peft:.2f}, (a)/(b) = {ours / base:.2f}")
+    for line in ratios(rows, args.sessions, args.adapters, args.dtypes):
+        print(line)
     print(f"wrote {out / 'metrics.json'}, {out / 'table.md'} and {out / 'throughput.png'}")
     return 0
+
+
+def bench_one_precision(model, dtype: str, folder: Path, adapters: dict[str, str], tokenizer, args, flops: dict,
+                        peak: float) -> list[dict]:
+    rows = []
+    run_engine(model, folder, adapters, session_prompts(tokenizer, 2), 2, True)  # warm-up
+    for sessions in args.sessions:
+        prompts = session_prompts(tokenizer, sessions)
+        prompt_tokens = sum(len(ids) for ids in prompts)
+        runs = {
+            "engine, mixed adapters": lambda: run_engine(model, folder, adapters, prompts, args.new_tokens, True),
+            "engine, no adapters": lambda: run_engine(model, folder, adapters, prompts, args.new_tokens, False),
+            "serial set_adapter + generate": lambda: run_serial(model, folder, adapters, prompts, args.new_tokens),
+            "PEFT adapter_names (LoRA only)": lambda: run_adapter_names(model, folder, adapters, prompts, args.new_tokens,
+                                                                         tokenizer.pad_token_id),
+        }
+        for name, run in runs.items():
+            if name.startswith("serial") and sessions > args.serial_max_sessions:
+                continue
+            log.info("bench serve: %s, %s, %d sessions, %d adapters", name, dtype, sessions, len(adapters))
+            with PeakMemory() as memory:
+                started, ended, times, submitted = run()
+            row = summarise(name, sessions, len(adapters), started, ended, times, submitted, memory.peak, flops, peak,
+                            prompt_tokens)
+            rows.append({"dtype": dtype, **row})
+            print(markdown_table(rows[-1:], {}).splitlines()[-1], flush=True)
+    return rows
+
+
+def ratios(rows: list[dict], sessions_list, adapter_counts, dtypes) -> list[str]:
+    """The targets' ratios: (a)/(d) and (a)/(b) per precision, and the fastest (a) against fp32 (d)."""
+    rate = {(r["dtype"], r["method"], r["sessions"], r["adapters"]): r["tokens_per_s"] for r in rows}
+    lines = []
+    for sessions in sessions_list:
+        for count in adapter_counts:
+            for dtype in dtypes:
+                ours = rate.get((dtype, "engine, mixed adapters", sessions, count))
+                base = rate.get((dtype, "engine, no adapters", sessions, count))
+                peft = rate.get((dtype, "PEFT adapter_names (LoRA only)", sessions, count))
+                peft32 = rate.get(("float32", "PEFT adapter_names (LoRA only)", sessions, count))
+                if ours and base and peft:
+                    line = f"{sessions} sessions, {count} adapters, {dtype}: (a)/(d) = {ours / peft:.2f}, (a)/(b) = {ours / base:.2f}"
+                    if peft32 and dtype != "float32":
+                        line += f", (a)/(d in float32) = {ours / peft32:.2f}"
+                    lines.append(line)
+    return lines

@@ -33,9 +33,9 @@ def build_adapters(model_dir, root, loras=3, prompts=2):
     return adapters
 
 
-def reference(model_dir, root, adapter, input_ids, max_new_tokens, **sampling) -> list[int]:
+def reference(model_dir, root, adapter, input_ids, max_new_tokens, dtype=torch.float32, **sampling) -> list[int]:
     """The adapter alone through plain PEFT (soft prompts through `babelbot.soft_prompts`)."""
-    base = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
     model = PeftModel.from_pretrained(base, root / adapter).eval() if adapter else base
     with torch.no_grad():
         out = soft_prompts.generate(model, torch.tensor([input_ids]), max_new_tokens=max_new_tokens, do_sample=False,
@@ -49,8 +49,8 @@ def setup(tiny_model_dir, tmp_path_factory):
     return tiny_model_dir, root, build_adapters(tiny_model_dir, root)
 
 
-def new_engine(model_dir, root, adapters, **options):
-    engine = BatchEngine(AutoModelForCausalLM.from_pretrained(model_dir).eval(), **options)
+def new_engine(model_dir, root, adapters, dtype=torch.float32, **options):
+    engine = BatchEngine(AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval(), **options)
     for name, method in adapters.items():
         engine.register(name, method, root / name)
     return engine
@@ -165,6 +165,15 @@ def test_sliding_window_model_with_prompts_longer_than_the_window(tmp_path):
     for request, (ids, adapter) in zip(requests, plan):
         assert request.generated == reference(tmp_path / "gemma", tmp_path, adapter, ids, 12), (request.id, adapter)
 
+def test_bf16_mixed_batch_is_token_for_token_plain_peft_in_bf16(setup):
+    model_dir, root, adapters = setup
+    engine = new_engine(model_dir, root, adapters, dtype=torch.bfloat16, prefill_chunk=8)
+    plan = [(ids, [None, *adapters][i % (len(adapters) + 1)]) for i, ids in enumerate(prompts(6, seed=3))]
+    requests = [engine.submit(ids, adapter, Sampling(max_new_tokens=10)) for ids, adapter in plan]
+    while engine.busy:
+        engine.step()
+    for request, (ids, adapter) in zip(requests, plan):
+        assert request.generated == reference(model_dir, root, adapter, ids, 10, dtype=torch.bfloat16), (request.id, adapter)
 
 
 def test_serve_bench_runs_every_method_on_a_tiny_model(tiny_model_dir, tmp_path):
@@ -174,12 +183,14 @@ def test_serve_bench_runs_every_method_on_a_tiny_model(tiny_model_dir, tmp_path)
     from bot.serve_bench import main
 
     args = SimpleNamespace(model=str(tiny_model_dir), sessions=[1, 3], adapters=[2], new_tokens=3, serial_max_sessions=1,
-                           out=str(tmp_path))
+                           dtypes=["float32", "bfloat16"], out=str(tmp_path))
     assert main(args) == 0
     rows = json.loads((tmp_path / "metrics.json").read_text())["rows"]
-    assert {(r["method"], r["sessions"]) for r in rows} == {
-        (m, n) for m in ("engine, mixed adapters", "engine, no adapters", "PEFT adapter_names (LoRA only)") for n in (1, 3)
-    } | {("serial set_adapter + generate", 1)}
+    methods = ("engine, mixed adapters", "engine, no adapters", "PEFT adapter_names (LoRA only)")
+    assert {(r["dtype"], r["method"], r["sessions"]) for r in rows} == {
+        (d, m, n) for d in ("float32", "bfloat16") for m in methods for n in (1, 3)
+    } | {(d, "serial set_adapter + generate", 1) for d in ("float32", "bfloat16")}
     assert all(r["new_tokens"] == 3 * r["sessions"] and r["tokens_per_s"] > 0 for r in rows)
+    assert all(r["work_gflops"] > r["gflops"] > 0 for r in rows)  # prefill work counts on top of the new tokens
     assert (tmp_path / "throughput.png").stat().st_size > 10_000
-    assert "| engine, mixed adapters | 3 |" in (tmp_path / "table.md").read_text()
+    assert "| bfloat16 | engine, mixed adapters | 3 |" in (tmp_path / "table.md").read_text()

@@ -47,6 +47,7 @@ class EvalConfig:
     max_new_tokens: int = 64
     max_length: int = 1024
     out: str = "results/eval"
+    dtype: str = "auto"  # auto: fp32 on CPU; bfloat16 measures what serving in bf16 costs
     engine: bool = True  # replies through the batch engine (fast); false: plain PEFT generate, one at a time
 
     def __post_init__(self):
@@ -87,7 +88,7 @@ def evaluate(config: EvalConfig) -> dict:
     registry = load_registry(Path(config.adapters_dir), base_model=config.model)
     tasks = config.tasks or sorted({card.task for card in registry.values()} or {"reply"})
     detector = LanguageDetector()
-    base, tokenizer = load_model(config.model)
+    base, tokenizer = load_model(config.model, dtype=config.dtype)
     prompt_format = format_for(tokenizer)
     results, jobs = [], []  # jobs: (result, examples) whose replies are still to generate
     for task, language in tqdm([(t, lang) for t in tasks for lang in config.languages], desc="losses", unit="language"):
