@@ -10,8 +10,9 @@ All sessions arrive at once with real reply prompts from the test split. Reporte
 inter-token latency p50/p95, and peak resident memory during the run; plus the measured
 peak GFLOP/s of a large matmul in that precision on the same cores, and the model FLOPs per
 second against it twice: counting new tokens only, and counting the prompt tokens' prefill
-too (the work actually done: with ~370-token prompts and 32 new tokens, most of it). The adapters are random (speed does not depend on what they learned), saved in
-PEFT's format in a temporary folder.
+too (the work actually done: with ~370-token prompts and 32 new tokens, most of it). The
+adapters are random (speed does not depend on what they learned), saved in PEFT's format
+in a temporary folder.
 """
 
 import contextlib
@@ -325,7 +326,8 @@ def ratios(rows: list[dict], sessions_list, adapter_counts, dtypes) -> list[str]
                 peft = rate.get((dtype, "PEFT adapter_names (LoRA only)", sessions, count))
                 peft32 = rate.get(("float32", "PEFT adapter_names (LoRA only)", sessions, count))
                 if ours and base and peft:
-                    line = f"{sessions} sessions, {count} adapters, {dtype}: (a)/(d) = {ours / peft:.2f}, (a)/(b) = {ours / base:.2f}"
+                    line = (f"{sessions} sessions, {count} adapters, {dtype}: (a)/(d) = {ours / peft:.2f}, "
+                            f"(a)/(b) = {ours / base:.2f}")
                     if peft32 and dtype != "float32":
                         line += f", (a)/(d in float32) = {ours / peft32:.2f}"
                     lines.append(line)
