@@ -277,7 +277,21 @@ def load_model(spec: str = DEFAULT_MODEL, device: str | None = None, dtype: str 
         raise _offline_hub_error(spec, error) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    contiguous_output_projection(model)
     return model.to(device).eval(), tokenizer
+
+
+def contiguous_output_projection(model) -> None:
+    """Hand the vocabulary projection a contiguous input.
+
+    A prefill with `logits_to_keep=1` passes it `hidden[:, -1:, :]`, a strided view. For frozen
+    bf16 weights on CPU, torch then multiplies it as a batched matmul against the weight
+    expanded to (batch, hidden, vocab) and copies that (1.3 GB per 4 rows for Gemma 3's 262k
+    words): measured a 16 × 370-token prefill at 18.3 s, and 5.5 s with this (fp32: 11.0 → 10.0 s).
+    """
+    output = model.get_output_embeddings()
+    if output is not None:
+        output.register_forward_pre_hook(lambda module, args: (args[0].contiguous(), *args[1:]))
 
 
 def build_tiny_model(folder: Path) -> Path:
