@@ -132,6 +132,12 @@ def test_eval_compares_base_and_adapters(tiny_model_dir, tiny_adapters_dir, tmp_
                                         limit=2, max_new_tokens=6, max_length=256, engine=False))
     assert [r["samples"] for r in report["results"]] == [r["samples"] for r in one_at_a_time["results"]]
     assert [r["loss"] for r in report["results"]] == [r["loss"] for r in one_at_a_time["results"]]
+    # Results for the same weights are kept, not measured again; a retrained adapter is re-measured
+    stale = [dict(r, loss=99.0) for r in report["results"]]
+    stale[1]["weights"] = "an older training run"
+    again = evaluate(EvalConfig(model=str(tiny_model_dir), adapters_dir=str(tiny_adapters_dir), languages=["es"],
+                                limit=2, max_new_tokens=6, max_length=256), previous=stale)
+    assert [r["loss"] for r in again["results"]] == [99.0, report["results"][1]["loss"], 99.0]
     systems = [(r["system"], r["method"]) for r in report["results"]]
     assert systems == [("base", "base"), ("reply-es-lora", "lora"), ("reply-es-prompt-tuning", "prompt_tuning")]
     for r in report["results"]:
@@ -149,5 +155,9 @@ def test_eval_compares_base_and_adapters(tiny_model_dir, tiny_adapters_dir, tmp_
     examples = [e for e in reply_examples(languages=("es",)) if e.split == "test"][:2]
     assert reference_loss(alone, tokenizer, PlainFormat(), examples, 256) == pytest.approx(prompt_tuned["loss"], abs=1e-5)
     assert "| reply | es | reply-es-lora | lora | 2 |" in markdown_table(report)
+    from tuning.evaluate import methods_table
+
+    side_by_side = methods_table(report, tiny_adapters_dir).splitlines()[-1]
+    assert side_by_side.startswith(f"| es | {base['loss']:.3f} |") and side_by_side.count("|") == 12
     plot_heatmap(report, tmp_path / "heatmap.png")
     assert (tmp_path / "heatmap.png").stat().st_size > 1000

@@ -11,6 +11,7 @@ tuning the base model's `generate` on the soft prompt, see `babelbot.soft_prompt
 reference the engine is checked against.
 """
 
+import hashlib
 import json
 import math
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from adapters.registry import AdapterCard, load_registry
+from adapters.registry import CARD_FILE, AdapterCard, load_registry
 from babelbot import soft_prompts
 from babelbot.detect import LanguageDetector
 from babelbot.labels import TASKS
@@ -82,7 +83,21 @@ def greedy_reply(model, tokenizer, prompt_format, prompt: Prompt, max_new_tokens
     return cut_at_stop(tokenizer.decode(new_tokens[0], skip_special_tokens=True), stops)
 
 
-def evaluate(config: EvalConfig) -> dict:
+# Settings that change the figures: earlier results are reused only when these match.
+RESULT_SETTINGS = ("model", "data_dir", "limit", "max_new_tokens", "max_length", "dtype")
+
+
+def weights_digest(registry: dict[str, AdapterCard], system: str, model: str) -> str:
+    """Which weights a result measured: the adapter file's SHA-256 (the base model: its spec)."""
+    if system == BASE:
+        return model
+    return hashlib.sha256((registry[system].path / "adapter_model.safetensors").read_bytes()).hexdigest()
+
+
+def evaluate(config: EvalConfig, previous: list[dict] = ()) -> dict:
+    """Every (task, language, system); a result in `previous` for the same weights is kept
+    rather than measured again, so an evaluation can grow language by language as adapters
+    are trained, or go on after an interruption."""
     from peft import PeftModel
 
     registry = load_registry(Path(config.adapters_dir), base_model=config.model)
@@ -90,6 +105,9 @@ def evaluate(config: EvalConfig) -> dict:
     detector = LanguageDetector()
     base, tokenizer = load_model(config.model, dtype=config.dtype)
     prompt_format = format_for(tokenizer)
+    kept = {(r["task"], r["language"], r["system"]): r for r in previous
+            if r["system"] == BASE or (r["system"] in registry and r.get("weights") == weights_digest(registry, r["system"],
+                                                                                                     config.model))}
     results, jobs = [], []  # jobs: (result, examples) whose replies are still to generate
     for task, language in tqdm([(t, lang) for t in tasks for lang in config.languages], desc="losses", unit="language"):
         examples = [e for e in TASK_EXAMPLES[task](Path(config.data_dir), (language,)) if e.split == "test"]
@@ -97,12 +115,15 @@ def evaluate(config: EvalConfig) -> dict:
         if not examples:
             continue
         for system in systems_for(registry, task, language):
+            if (task, language, system) in kept:
+                continue
             # A fresh wrapper per adapter: PEFT injects LoRA layers in place, so unload after.
             model = base if system == BASE else PeftModel.from_pretrained(base, registry[system].path).eval()
             started = time.perf_counter()
             loss = reference_loss(model, tokenizer, prompt_format, examples, config.max_length)
             result = {"task": task, "language": language, "system": system,
                       "method": BASE if system == BASE else registry[system].method,
+                      "weights": weights_digest(registry, system, config.model),
                       "examples": len(examples), "loss": loss, "perplexity": math.exp(loss),
                       "loss_seconds": time.perf_counter() - started}
             if not config.engine:
@@ -119,7 +140,9 @@ def evaluate(config: EvalConfig) -> dict:
             result["replies"] = [next(replies) for _ in examples]
     for result, examples in jobs:
         result.update(reply_scores(result.pop("replies"), examples, detector))
-    return {"config": {k: v for k, v in vars(config).items()}, "results": results}
+    merged = kept | {(r["task"], r["language"], r["system"]): r for r in results}
+    order = sorted(merged, key=lambda key: (key[0], key[1], key[2] != BASE, key[2]))
+    return {"config": {k: v for k, v in vars(config).items()}, "results": [merged[key] for key in order]}
 
 
 def batched_greedy_replies(base, tokenizer, prompt_format, registry: dict[str, AdapterCard],
@@ -193,6 +216,33 @@ def markdown_table(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def methods_table(report: dict, adapters_dir: Path, task: str = "reply") -> str:
+    """Per language: the base model, the LoRA and the prompt-tuning adapter side by side, with
+    each adapter's trainable parameters and training speed from its card."""
+    rows = {}
+    for r in report["results"]:
+        if r["task"] == task:
+            rows.setdefault(r["language"], {})[r["method"]] = r
+    lines = [f"| {task} | base loss | base chrF | LoRA loss | LoRA chrF | LoRA params | LoRA train tok/s "
+             "| PT loss | PT chrF | PT params | PT train tok/s |", "|---|" + "---:|" * 10]
+
+    def cells(result: dict | None, with_card: bool) -> list[str]:
+        if result is None:
+            return ["–"] * (4 if with_card else 2)
+        figures = [f"{result['loss']:.3f}", f"{result['chrf']:.1f}"]
+        if with_card:
+            training = json.loads((adapters_dir / result["system"] / CARD_FILE).read_text(encoding="utf-8"))["training"]
+            figures += [f"{training['trainable_parameters']:,}", f"{training['tokens_per_s']:.0f}"]
+        return figures
+
+    for language in sorted(rows):
+        by_method = rows[language]
+        row = [*cells(by_method.get(BASE), False), *cells(by_method.get("lora"), True),
+               *cells(by_method.get("prompt_tuning"), True)]
+        lines.append(f"| {language} | " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def plot_heatmap(report: dict, path: Path, metric: str = "chrf") -> None:
     """Languages × methods (base, LoRA, prompt tuning), one panel per task; the best adapter
     of a method per cell."""
@@ -229,11 +279,18 @@ def main(args) -> int:
     from babelbot.config import load_config
 
     config = load_config(EvalConfig, args.config, args.overrides)
-    report = evaluate(config)
     out = Path(config.out)
+    previous = []
+    if (out / "metrics.json").exists():
+        earlier = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+        if all(earlier["config"].get(key) == getattr(config, key) for key in RESULT_SETTINGS):
+            previous = earlier["results"]
+        else:
+            print(f"{out / 'metrics.json'} was measured with other settings ({', '.join(RESULT_SETTINGS)}); measuring afresh")
+    report = evaluate(config, previous)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    table = markdown_table(report)
+    table = markdown_table(report) + "\n" + methods_table(report, Path(config.adapters_dir))
     (out / "table.md").write_text(table, encoding="utf-8")
     plot_heatmap(report, out / "heatmap.png")
     print(table)
