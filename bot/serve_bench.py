@@ -30,6 +30,9 @@ from babelbot.models import load_model
 from bot.batch_engine import BatchEngine, Sampling
 
 log = logging.getLogger(__name__)
+# The baselines keep LoRA weights in the model's precision, as the engine does (PEFT's default
+# upcasts them to fp32 over a bf16 model, which is slower): like against like.
+SAME_PRECISION = {"autocast_adapter_dtype": False}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -157,9 +160,9 @@ def run_serial(model, folder, adapters, prompts, new_tokens: int):
     lora_model = None
     for name in loras:
         if lora_model is None:
-            lora_model = PeftModel.from_pretrained(model, str(folder / name), adapter_name=name).eval()
+            lora_model = PeftModel.from_pretrained(model, str(folder / name), adapter_name=name, **SAME_PRECISION).eval()
         else:
-            lora_model.load_adapter(str(folder / name), adapter_name=name)
+            lora_model.load_adapter(str(folder / name), adapter_name=name, **SAME_PRECISION)
     prompt_models = {n: PeftModel.from_pretrained(model, str(folder / n)).eval() for n, m in adapters.items() if m != "lora"}
     names = list(adapters)
     times, started = [], time.perf_counter()
@@ -187,9 +190,9 @@ def run_adapter_names(model, folder, adapters, prompts, new_tokens: int, pad_id:
     from peft import PeftModel
 
     loras = [n for n, m in adapters.items() if m == "lora"]
-    lora_model = PeftModel.from_pretrained(model, str(folder / loras[0]), adapter_name=loras[0]).eval()
+    lora_model = PeftModel.from_pretrained(model, str(folder / loras[0]), adapter_name=loras[0], **SAME_PRECISION).eval()
     for name in loras[1:]:
-        lora_model.load_adapter(str(folder / name), adapter_name=name)
+        lora_model.load_adapter(str(folder / name), adapter_name=name, **SAME_PRECISION)
     width = max(len(ids) for ids in prompts)
     input_ids = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in prompts])
     mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts])

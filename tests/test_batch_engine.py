@@ -36,7 +36,8 @@ def build_adapters(model_dir, root, loras=3, prompts=2):
 def reference(model_dir, root, adapter, input_ids, max_new_tokens, dtype=torch.float32, **sampling) -> list[int]:
     """The adapter alone through plain PEFT (soft prompts through `babelbot.soft_prompts`)."""
     base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
-    model = PeftModel.from_pretrained(base, root / adapter).eval() if adapter else base
+    # LoRA weights in the model's precision, as the engine keeps them (PEFT's default upcasts them)
+    model = PeftModel.from_pretrained(base, root / adapter, autocast_adapter_dtype=False).eval() if adapter else base
     with torch.no_grad():
         out = soft_prompts.generate(model, torch.tensor([input_ids]), max_new_tokens=max_new_tokens, do_sample=False,
                                     pad_token_id=0, **sampling)
