@@ -1,0 +1,94 @@
+"""`babelbot eval language-weights`: how the language detector's two weights were chosen.
+
+On development data only (never data/router_eval or data/transfer_eval), for each pair of
+(served_weight, conversation_weight):
+
+    first messages       customer messages in the 10 served languages, no conversation yet
+    in a conversation    customer turns whose conversation is already in their language
+    other languages      data/language_dev: 30 languages we do not serve, no conversation yet
+    switching            served-language messages inside a conversation in another served language
+
+lingua's confidences are computed once per message; each pair only reweights them.
+"""
+
+import json
+import random
+from pathlib import Path
+
+from babelbot.detect import LanguageDetector, _detector, _informative_letters, _iso, evidence
+from babelbot.languages import TRAINING_LANGUAGES
+from babelbot.paths import DATA_DIR
+
+SERVED_WEIGHTS = (1, 2, 4, 8)
+CONVERSATION_WEIGHTS = (1, 2, 3, 5)
+
+
+def dev_sets(root: Path = DATA_DIR, per_set: int = 800, seed: int = 0) -> dict[str, list[tuple[str, str, str | None]]]:
+    """name → (text, language, conversation language) from the train split and language_dev."""
+    from tuning.align import intent_examples
+
+    examples = [e for e in intent_examples(root) if e.split == "train"]
+    random.Random(seed).shuffle(examples)
+    seeds = [(e.text, e.language) for e in examples if e.source == "seed"][:per_set]
+    turns = [(e.text, e.language) for e in examples if e.source == "conversation"][:per_set]
+    other = [(r["text"], r["language"]) for r in map(json.loads, (root / "language_dev" / "messages.jsonl").open())]
+
+    def elsewhere(i: int, language: str) -> str:
+        choices = [lang for lang in TRAINING_LANGUAGES if lang != language]
+        return choices[i % len(choices)]
+
+    return {
+        "first messages": [(text, lang, None) for text, lang in seeds],
+        "in a conversation": [(text, lang, lang) for text, lang in turns],
+        "other languages": [(text, lang, None) for text, lang in other],
+        "switching": [(text, lang, elsewhere(i, lang)) for i, (text, lang) in enumerate(seeds)],
+    }
+
+
+def grid(sets: dict[str, list[tuple[str, str, str | None]]]) -> list[dict]:
+    confidences = {}
+    for rows in sets.values():
+        for text, _, _ in rows:
+            if text not in confidences:
+                kept = evidence(text)
+                confidences[text] = None if _informative_letters(kept) < 3 else [
+                    (_iso(c.language), c.value) for c in _detector().compute_language_confidence_values(kept)]
+    results = []
+    for served in SERVED_WEIGHTS:
+        for conversation in CONVERSATION_WEIGHTS:
+            detector = LanguageDetector(served_weight=served, conversation_weight=conversation)
+            row = {"served_weight": served, "conversation_weight": conversation}
+            for name, rows in sets.items():
+                right = 0
+                for text, language, context in rows:
+                    scores = confidences[text]
+                    if scores is None:  # too short to tell: the conversation's language
+                        right += context == language
+                        continue
+                    best = max(scores, key=lambda pair: pair[1] * detector.prior(pair[0], context))
+                    right += best[0] == language
+                row[name] = right / len(rows)
+            results.append(row)
+    return results
+
+
+def main(args) -> int:
+    sets = dev_sets()
+    results = grid(sets)
+    names = list(sets)
+    lines = ["| served weight | conversation weight | " + " | ".join(names) + " |", "|---:|---:|" + "---:|" * len(names)]
+    default = LanguageDetector()
+    for r in results:
+        chosen = (r["served_weight"], r["conversation_weight"]) == (default.served_weight, default.conversation_weight)
+        mark = " **(chosen)**" if chosen else ""
+        lines.append(f"| {r['served_weight']} | {r['conversation_weight']}{mark} | "
+                     + " | ".join(f"{r[name]:.1%}" for name in names) + " |")
+    table = "\n".join(lines) + "\n"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "language_weights.json").write_text(json.dumps({"sizes": {k: len(v) for k, v in sets.items()},
+                                                           "results": results}, indent=2) + "\n", encoding="utf-8")
+    (out / "language_weights.md").write_text(table, encoding="utf-8")
+    print(table)
+    print(f"wrote {out / 'language_weights.json'} and {out / 'language_weights.md'}")
+    return 0
