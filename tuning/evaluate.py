@@ -223,6 +223,8 @@ def methods_table(report: dict, adapters_dir: Path, task: str = "reply") -> str:
     for r in report["results"]:
         if r["task"] == task:
             rows.setdefault(r["language"], {})[r["method"]] = r
+    if not rows:
+        return ""
     lines = [f"| {task} | base loss | base chrF | LoRA loss | LoRA chrF | LoRA params | LoRA train tok/s "
              "| PT loss | PT chrF | PT params | PT train tok/s |", "|---|" + "---:|" * 10]
 
