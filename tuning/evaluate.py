@@ -4,8 +4,9 @@ replies against them, and the share of replies in the right language. Writes met
 a markdown table and a heatmap PNG.
 
 Losses use plain PEFT (`PeftModel.from_pretrained`). Replies come from the bot's batch
-engine, every (system, example) in one continuous batch: on 2 CPU cores about 10x faster than
-one `generate` at a time, and token for token the same (tests/test_batch_engine.py). With
+engine, every (system, example) in one continuous batch, so the rows share every forward
+pass instead of one `generate` at a time; the tokens are the same (the Spanish figures of
+both ways are identical; tests/test_batch_engine.py checks it token by token). With
 `engine=false` they come from plain PEFT `generate` one at a time (`greedy_reply`, for prompt
 tuning the base model's `generate` on the soft prompt, see `babelbot.soft_prompts`): the
 reference the engine is checked against.
