@@ -10,8 +10,8 @@ score all 75 and weight lingua's confidences (Bayes' rule with lingua as the lik
                                    × conversation_weight (if the conversation is in lang)
 
 Chosen on data/language_dev and the train split's customer turns (`babelbot eval
-language-weights`; `babelbot eval router` measures them on data/router_eval): a served weight of 4 keeps informal Spanish Spanish
-while real Italian or Turkish is still recognised; a conversation weight of 2 keeps "merci !"
+language-weights`; `babelbot eval router` measures them on data/router_eval): a served
+weight of 4 keeps informal Spanish Spanish while real Italian or Turkish is still recognised; a conversation weight of 2 keeps "merci !"
 French inside a French conversation (customer turns 96.4% → 98.9% right) and still lets a
 customer switch language (96.4% → 96.2%). A prior by each language's online population
 was tried and lost on the dev set: the small languages it pushes down are real customers.
