@@ -11,10 +11,11 @@ score all 75 and weight lingua's confidences (Bayes' rule with lingua as the lik
 
 Chosen on data/language_dev and the train split's customer turns (`babelbot eval
 language-weights`; `babelbot eval router` measures them on data/router_eval): a served
-weight of 4 keeps informal Spanish Spanish while real Italian or Turkish is still recognised; a conversation weight of 2 keeps "merci !"
-French inside a French conversation (customer turns 96.4% → 98.9% right) and still lets a
-customer switch language (96.4% → 96.2%). A prior by each language's online population
-was tried and lost on the dev set: the small languages it pushes down are real customers.
+weight of 4 keeps informal Spanish Spanish while real Italian or Turkish is still
+recognised; a conversation weight of 2 keeps "merci !" French inside a French conversation
+(customer turns 96.4% → 98.9% right) and still lets a customer switch language (96.4% →
+96.2%). A prior by each language's online population was tried and lost on the dev set:
+the small languages it pushes down are real customers.
 
 Messages too short to tell ("ok", "#NW-12345", an emoji) keep the conversation's language.
 """
@@ -108,19 +109,18 @@ class LanguageDetector:
             weight *= self.conversation_weight
         return weight
 
-    def scores(self, text: str, conversation: str | None = None) -> list[tuple[str, float]]:
-        """Every language lingua knows with its posterior share, best first; empty when the
-        text is too short to tell."""
+    def confidences(self, text: str) -> list[tuple[str, float]]:
+        """lingua's confidence for every language it knows; empty when the text is too short to tell."""
         text = evidence(text)
         if _informative_letters(text) < self.min_letters:
             return []
-        confidences = _detector().compute_language_confidence_values(text)
-        weighted = [(_iso(c.language), c.value * self.prior(_iso(c.language), conversation)) for c in confidences]
-        total = sum(score for _, score in weighted)
-        if not total:
-            return []
-        return sorted(((language, score / total) for language, score in weighted), key=lambda pair: -pair[1])
+        return [(_iso(c.language), c.value) for c in _detector().compute_language_confidence_values(text)]
+
+    def choose(self, confidences: list[tuple[str, float]], conversation: str | None = None) -> str | None:
+        """The language with the best weighted confidence; None when nothing scores."""
+        weighted = [(language, value * self.prior(language, conversation)) for language, value in confidences]
+        best = max(weighted, key=lambda pair: pair[1], default=(None, 0.0))  # a tie goes to lingua's first
+        return best[0] if best[1] > 0 else None
 
     def detect(self, text: str, fallback: str | None = None) -> str | None:
-        ranked = self.scores(text, conversation=fallback)
-        return ranked[0][0] if ranked else fallback
+        return self.choose(self.confidences(text), conversation=fallback) or fallback

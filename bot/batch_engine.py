@@ -205,7 +205,7 @@ class BatchEngine:
             from peft import PeftModel
 
             # In the base model's precision: PEFT's default keeps LoRA weights in fp32 over a bf16
-            # base, and casting every row's activations up and back cost 25% of bf16 throughput.
+            # base and casts every row's activations up and back for them.
             if self.lora is None:
                 self.lora = PeftModel.from_pretrained(self.base, str(folder), adapter_name=name,
                                                       autocast_adapter_dtype=False).eval()

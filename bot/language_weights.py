@@ -15,7 +15,7 @@ import json
 import random
 from pathlib import Path
 
-from babelbot.detect import LanguageDetector, _detector, _informative_letters, _iso, evidence
+from babelbot.detect import LanguageDetector
 from babelbot.languages import TRAINING_LANGUAGES
 from babelbot.paths import DATA_DIR
 
@@ -46,27 +46,17 @@ def dev_sets(root: Path = DATA_DIR, per_set: int = 800, seed: int = 0) -> dict[s
 
 
 def grid(sets: dict[str, list[tuple[str, str, str | None]]]) -> list[dict]:
-    confidences = {}
-    for rows in sets.values():
-        for text, _, _ in rows:
-            if text not in confidences:
-                kept = evidence(text)
-                confidences[text] = None if _informative_letters(kept) < 3 else [
-                    (_iso(c.language), c.value) for c in _detector().compute_language_confidence_values(kept)]
+    measure = LanguageDetector()
+    confidences = {text: measure.confidences(text) for rows in sets.values() for text, _, _ in rows}
     results = []
     for served in SERVED_WEIGHTS:
         for conversation in CONVERSATION_WEIGHTS:
             detector = LanguageDetector(served_weight=served, conversation_weight=conversation)
             row = {"served_weight": served, "conversation_weight": conversation}
             for name, rows in sets.items():
-                right = 0
-                for text, language, context in rows:
-                    scores = confidences[text]
-                    if scores is None:  # too short to tell: the conversation's language
-                        right += context == language
-                        continue
-                    best = max(scores, key=lambda pair: pair[1] * detector.prior(pair[0], context))
-                    right += best[0] == language
+                # Too short to tell (or nothing scores): the conversation's language, as detect() does.
+                right = sum((detector.choose(confidences[text], context) or context) == language
+                            for text, language, context in rows)
                 row[name] = right / len(rows)
             results.append(row)
     return results

@@ -31,7 +31,7 @@ from bot.batch_engine import BatchEngine, Sampling
 
 log = logging.getLogger(__name__)
 # The baselines keep LoRA weights in the model's precision, as the engine does (PEFT's default
-# upcasts them to fp32 over a bf16 model, which is slower): like against like.
+# upcasts them to fp32 over a bf16 model): like against like.
 SAME_PRECISION = {"autocast_adapter_dtype": False}
 
 

@@ -88,11 +88,11 @@ def greedy_reply(model, tokenizer, prompt_format, prompt: Prompt, max_new_tokens
 RESULT_SETTINGS = ("model", "data_dir", "limit", "max_new_tokens", "max_length", "dtype")
 
 
-def weights_digest(registry: dict[str, AdapterCard], system: str, model: str) -> str:
-    """Which weights a result measured: the adapter file's SHA-256 (the base model: its spec)."""
-    if system == BASE:
-        return model
-    return hashlib.sha256((registry[system].path / "adapter_model.safetensors").read_bytes()).hexdigest()
+def weights_digests(registry: dict[str, AdapterCard], model: str) -> dict[str, str]:
+    """Which weights a result measures, per system: the adapter file's SHA-256 (the base model: its spec)."""
+    digests = {name: hashlib.sha256((card.path / "adapter_model.safetensors").read_bytes()).hexdigest()
+               for name, card in registry.items()}
+    return {BASE: model, **digests}
 
 
 def evaluate(config: EvalConfig, previous: list[dict] = ()) -> dict:
@@ -106,9 +106,9 @@ def evaluate(config: EvalConfig, previous: list[dict] = ()) -> dict:
     detector = LanguageDetector()
     base, tokenizer = load_model(config.model, dtype=config.dtype)
     prompt_format = format_for(tokenizer)
+    digests = weights_digests(registry, config.model)
     kept = {(r["task"], r["language"], r["system"]): r for r in previous
-            if r["system"] == BASE or (r["system"] in registry and r.get("weights") == weights_digest(registry, r["system"],
-                                                                                                     config.model))}
+            if r["system"] == BASE or (r["system"] in registry and r.get("weights") == digests[r["system"]])}
     results, jobs = [], []  # jobs: (result, examples) whose replies are still to generate
     for task, language in tqdm([(t, lang) for t in tasks for lang in config.languages], desc="losses", unit="language"):
         examples = [e for e in TASK_EXAMPLES[task](Path(config.data_dir), (language,)) if e.split == "test"]
@@ -124,7 +124,7 @@ def evaluate(config: EvalConfig, previous: list[dict] = ()) -> dict:
             loss = reference_loss(model, tokenizer, prompt_format, examples, config.max_length)
             result = {"task": task, "language": language, "system": system,
                       "method": BASE if system == BASE else registry[system].method,
-                      "weights": weights_digest(registry, system, config.model),
+                      "weights": digests[system],
                       "examples": len(examples), "loss": loss, "perplexity": math.exp(loss),
                       "loss_seconds": time.perf_counter() - started}
             if not config.engine:
