@@ -161,3 +161,10 @@ def test_eval_compares_base_and_adapters(tiny_model_dir, tiny_adapters_dir, tmp_
     assert side_by_side.startswith(f"| es | {base['loss']:.3f} |") and side_by_side.count("|") == 12
     plot_heatmap(report, tmp_path / "heatmap.png")
     assert (tmp_path / "heatmap.png").stat().st_size > 1000
+    # Recipes are chosen on the dev split, which is measured on its own turns
+    dev = evaluate(EvalConfig(model=str(tiny_model_dir), adapters_dir=str(tmp_path / "no-adapters"), languages=["es"],
+                              tasks=["reply"], split="dev", limit=2, max_new_tokens=2, max_length=256))
+    dev_targets = [e.target for e in reply_examples(languages=("es",)) if e.split == "dev"][:2]
+    assert [s["reference"] for s in dev["results"][0]["samples"]] == dev_targets != [e.target for e in examples]
+    with pytest.raises(ValueError, match="split must be dev or test"):
+        EvalConfig(split="train")

@@ -1,5 +1,5 @@
 """`babelbot eval adapters`: the base model (prompted) against every adapter, per language and
-task, on the test split: loss and perplexity on the reference replies, chrF of greedy
+task, on the test split (the dev split when choosing recipes): loss and perplexity on the reference replies, chrF of greedy
 replies against them, and the share of replies in the right language. Writes metrics.json,
 a markdown table and a heatmap PNG.
 
@@ -45,7 +45,8 @@ class EvalConfig:
     data_dir: str = str(DATA_DIR)
     tasks: list[str] | None = None  # default: every task that has an adapter
     languages: list[str] | None = None  # default: all training languages
-    limit: int = 20  # test examples per (task, language); generation is the slow part on CPU
+    split: str = "test"  # dev: for choosing recipes, so the test split stays unseen until the figures we report
+    limit: int = 20  # examples per (task, language); generation is the slow part on CPU
     max_new_tokens: int = 64
     max_length: int = 1024
     out: str = "results/eval"
@@ -58,6 +59,8 @@ class EvalConfig:
             raise ValueError(f"tasks must be among {TASKS}, got {self.tasks}")
         if self.limit < 1:
             raise ValueError("limit must be >= 1")
+        if self.split not in ("dev", "test"):
+            raise ValueError(f"split must be dev or test, got {self.split!r}")
 
 
 def systems_for(registry: dict[str, AdapterCard], task: str, language: str) -> list[str]:
@@ -85,7 +88,7 @@ def greedy_reply(model, tokenizer, prompt_format, prompt: Prompt, max_new_tokens
 
 
 # Settings that change the figures: earlier results are reused only when these match.
-RESULT_SETTINGS = ("model", "data_dir", "limit", "max_new_tokens", "max_length", "dtype")
+RESULT_SETTINGS = ("model", "data_dir", "split", "limit", "max_new_tokens", "max_length", "dtype")
 
 
 def weights_digests(registry: dict[str, AdapterCard], model: str) -> dict[str, str]:
@@ -111,7 +114,7 @@ def evaluate(config: EvalConfig, previous: list[dict] = ()) -> dict:
             if r["system"] == BASE or (r["system"] in registry and r.get("weights") == digests[r["system"]])}
     results, jobs = [], []  # jobs: (result, examples) whose replies are still to generate
     for task, language in tqdm([(t, lang) for t in tasks for lang in config.languages], desc="losses", unit="language"):
-        examples = [e for e in TASK_EXAMPLES[task](Path(config.data_dir), (language,)) if e.split == "test"]
+        examples = [e for e in TASK_EXAMPLES[task](Path(config.data_dir), (language,)) if e.split == config.split]
         examples = examples[: config.limit]
         if not examples:
             continue
