@@ -1,7 +1,7 @@
 """`babelbot eval adapters`: the base model (prompted) against every adapter, per language and
-task, on the test split (the dev split when choosing recipes): loss and perplexity on the reference replies, chrF of greedy
-replies against them, and the share of replies in the right language. Writes metrics.json,
-a markdown table and a heatmap PNG.
+task, on the test split (the dev split when choosing recipes): loss and perplexity on the
+reference replies, chrF of greedy replies against them, and the share of replies in the right
+language. Writes metrics.json, a markdown table and a heatmap PNG.
 
 Losses use plain PEFT (`PeftModel.from_pretrained`). Replies come from the bot's batch
 engine, every (system, example) in one continuous batch, so the rows share every forward
