@@ -195,3 +195,32 @@ def test_serve_bench_runs_every_method_on_a_tiny_model(tiny_model_dir, tmp_path)
     assert all(r["work_gflops"] > r["gflops"] > 0 for r in rows)  # prefill work counts on top of the new tokens
     assert (tmp_path / "throughput.png").stat().st_size > 10_000
     assert "| bfloat16 | engine, mixed adapters | 3 |" in (tmp_path / "table.md").read_text()
+
+
+def test_gpu_serving_check_runs_its_methods_on_tiny_shapes_and_refuses_without_cuda(tmp_path):
+    """The H200 script's own code, on CPU in tiny shapes: every method runs, and the roofline
+    counts weights plus keys and values (a sliding layer at most its window)."""
+    import json
+    from types import SimpleNamespace
+
+    from babelbot.config import ConfigError
+    from bot.serve_gpu import GPU_MODELS, bench_model, build_model, bytes_per_decode_step, main
+
+    shapes = {"model_type": "gemma3_text", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 6,
+              "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 16, "vocab_size": 512,
+              "sliding_window": 8, "sliding_window_pattern": 6, "eos_token_id": 1, "pad_token_id": 0}
+    config_file = tmp_path / "tiny.json"
+    config_file.write_text(json.dumps(shapes))
+    model = build_model(config_file, "cpu", torch.float32)
+    step = bytes_per_decode_step(model, sessions=2, context=20)
+    assert step["weights"] == 4 * sum(p.numel() for p in model.parameters())
+    assert step["kv"] == 2 * (5 * 8 + 1 * 20) * 2 * 1 * 16 * 4  # five sliding layers keep 8 positions, one keeps 20
+    rows = bench_model(config_file, "cpu", [1, 2], [2], new_tokens=3, bandwidth=1e9, serial_max_sessions=1, lengths=(5, 9))
+    assert {(r["method"], r["sessions"]) for r in rows} == {
+        (m, n) for m in ("engine, mixed adapters", "engine, no adapters", "PEFT adapter_names (LoRA only)") for n in (1, 2)
+    } | {("serial set_adapter + generate", 1)}
+    assert all(r["tokens_per_s"] > 0 and r["roofline_share"] > 0 for r in rows)
+    assert sorted(p.stem for p in GPU_MODELS.glob("*.json")) == ["gemma-3-1b", "qwen2.5-1.5b"]
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="needs a CUDA GPU"):
+            main(SimpleNamespace(models=["gemma-3-1b"]))

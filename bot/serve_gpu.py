@@ -1,0 +1,147 @@
+"""`babelbot bench serve-gpu`: the serving benchmark on a CUDA GPU, in the real shapes of two
+larger models (`bot/gpu_models/*.json`: Gemma 3 1B, Qwen2.5 1.5B) with random bf16 weights,
+against the memory-bandwidth roofline.
+
+The same four methods as `babelbot bench serve` ((a) engine, mixed adapters; (b) engine, no
+adapters; (c) serial PEFT; (d) PEFT `adapter_names=`), with random prompts of realistic
+length. A decode step must read every weight once and every row's cached keys and values, so
+
+    roofline tokens/s = sessions × bandwidth ÷ (weight bytes + KV bytes per step)
+
+and each method's decode rate (new tokens after each row's first, over the time after the
+first token) is reported as a share of it. Run it on a machine with a CUDA GPU:
+
+    babelbot bench serve-gpu                     # H200: 4.8 TB/s; --bandwidth-tbs for others
+"""
+
+import json
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from babelbot.config import ConfigError
+from bot.serve_bench import PeakMemory, make_adapters, percentile, run_adapter_names, run_engine, run_serial
+
+GPU_MODELS = Path(__file__).parent / "gpu_models"
+PROMPT_TOKENS = (300, 440)  # the default model's real reply prompts are ~370 tokens
+
+
+def build_model(config_file: Path, device: str, dtype: torch.dtype = torch.bfloat16):
+    """A randomly initialised model in the shapes of `config_file`: speed does not depend on the weights."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model(**json.loads(config_file.read_text(encoding="utf-8")))
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config, dtype=dtype).to(device).eval()
+
+
+def random_prompts(vocab_size: int, count: int, lengths: tuple[int, int] = PROMPT_TOKENS, seed: int = 0) -> list[list[int]]:
+    rng = random.Random(seed)
+    return [[rng.randrange(3, vocab_size) for _ in range(rng.randint(*lengths))] for _ in range(count)]
+
+
+def bytes_per_decode_step(model, sessions: int, context: int) -> dict:
+    """Bytes one decode step reads: each weight once, plus every row's keys and values (a
+    sliding-window layer keeps at most its window)."""
+    config = model.config
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    layer_types = getattr(config, "layer_types", None) or ["full_attention"] * config.num_hidden_layers
+    element = next(model.parameters()).element_size()
+    positions = sum(min(context, config.sliding_window) if kind == "sliding_attention" else context for kind in layer_types)
+    kv = sessions * positions * 2 * config.num_key_value_heads * head_dim * element
+    return {"weights": weights, "kv": kv, "total": weights + kv}
+
+
+def decode_rate(times: list[list[float]]) -> float:
+    """New tokens after each row's first, per second from the first first token to the last token."""
+    rows = [t for t in times if len(t) > 1]
+    if not rows:
+        return float("nan")
+    start, end = min(t[0] for t in rows), max(t[-1] for t in rows)
+    return sum(len(t) - 1 for t in rows) / (end - start) if end > start else float("nan")
+
+
+def bench_model(config_file: Path, device: str, sessions_list, adapter_counts, new_tokens: int, bandwidth: float,
+                serial_max_sessions: int = 16, lengths: tuple[int, int] = PROMPT_TOKENS) -> list[dict]:
+    model = build_model(config_file, device)
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for count in adapter_counts:
+            folder = Path(scratch) / f"k{count}"
+            adapters = make_adapters(model, folder, count)
+            run_engine(model, folder, adapters, random_prompts(model.config.vocab_size, 2, lengths), 2, True)  # warm-up
+            for sessions in sessions_list:
+                prompts = random_prompts(model.config.vocab_size, sessions, lengths)
+                context = sum(map(len, prompts)) // sessions + new_tokens // 2
+                step_bytes = bytes_per_decode_step(model, sessions, context)
+                roofline = sessions * bandwidth / step_bytes["total"]
+                runs = {
+                    "engine, mixed adapters": lambda: run_engine(model, folder, adapters, prompts, new_tokens, True),
+                    "engine, no adapters": lambda: run_engine(model, folder, adapters, prompts, new_tokens, False),
+                    "serial set_adapter + generate": lambda: run_serial(model, folder, adapters, prompts, new_tokens),
+                    "PEFT adapter_names (LoRA only)": lambda: run_adapter_names(model, folder, adapters, prompts,
+                                                                                 new_tokens, pad_id=0),
+                }
+                for method, run in runs.items():
+                    if method.startswith("serial") and sessions > serial_max_sessions:
+                        continue
+                    if device == "cuda":
+                        torch.cuda.synchronize()
+                        torch.cuda.reset_peak_memory_stats()
+                    with PeakMemory() as host:
+                        started, ended, times, submitted = run()
+                    ttft = [t[0] - s for t, s in zip(times, submitted) if t]
+                    itl = [b - a for t in times for a, b in zip(t, t[1:])]
+                    decode = decode_rate(times)
+                    rows.append({
+                        "model": config_file.stem, "method": method, "sessions": sessions, "adapters": count,
+                        "tokens_per_s": sum(map(len, times)) / (ended - started), "decode_tokens_per_s": decode,
+                        "roofline_tokens_per_s": roofline, "roofline_share": decode / roofline,
+                        "ttft_p50_s": percentile(ttft, 0.5), "ttft_p95_s": percentile(ttft, 0.95),
+                        "itl_p50_ms": 1000 * percentile(itl, 0.5), "itl_p95_ms": 1000 * percentile(itl, 0.95),
+                        "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else host.peak / 1024,
+                        "weight_bytes": step_bytes["weights"], "kv_bytes_per_step": step_bytes["kv"],
+                    })
+                    print(table(rows[-1:]).splitlines()[-1], flush=True)
+    del model
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| model | method | sessions | adapters | tokens/s | decode tokens/s | roofline tokens/s | of roofline "
+             "| TTFT p50 s | TTFT p95 s | ITL p50 ms | ITL p95 ms | peak GiB |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['method']} | {r['sessions']} | {r['adapters']} | {r['tokens_per_s']:.1f} | "
+                     f"{r['decode_tokens_per_s']:.1f} | {r['roofline_tokens_per_s']:.0f} | {r['roofline_share']:.0%} | "
+                     f"{r['ttft_p50_s']:.3f} | {r['ttft_p95_s']:.3f} | {r['itl_p50_ms']:.1f} | {r['itl_p95_ms']:.1f} | "
+                     f"{r['peak_memory_gib']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(args) -> int:
+    if not torch.cuda.is_available():
+        raise ConfigError("babelbot bench serve-gpu needs a CUDA GPU; none is visible here (torch.cuda.is_available() is "
+                          "False). On CPU, `babelbot bench serve` measures the same methods on the default model.")
+    started = time.perf_counter()
+    rows = []
+    for name in args.models:
+        config_file = GPU_MODELS / f"{name}.json"
+        if not config_file.exists():
+            raise ConfigError(f"no model shapes {config_file}; choose from {sorted(p.stem for p in GPU_MODELS.glob('*.json'))}")
+        rows += bench_model(config_file, "cuda", args.sessions, args.adapters, args.new_tokens, args.bandwidth_tbs * 1e12)
+        torch.cuda.empty_cache()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"gpu": torch.cuda.get_device_name(), "bandwidth_tbs": args.bandwidth_tbs, "new_tokens": args.new_tokens,
+               "wall_s": time.perf_counter() - started, "rows": rows}
+    (out / "metrics.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    (out / "table.md").write_text(f"GPU: {payload['gpu']}, bandwidth {args.bandwidth_tbs} TB/s, bf16, random weights.\n\n"
+                                  + table(rows), encoding="utf-8")
+    print(table(rows))
+    print(f"wrote {out / 'metrics.json'} and {out / 'table.md'}")
+    return 0
