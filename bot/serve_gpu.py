@@ -107,7 +107,6 @@ def bench_model(config_file: Path, device: str, sessions_list, adapter_counts, n
                         "weight_bytes": step_bytes["weights"], "kv_bytes_per_step": step_bytes["kv"],
                     })
                     print(table(rows[-1:]).splitlines()[-1], flush=True)
-    del model
     return rows
 
 
