@@ -177,8 +177,8 @@ def run_serial(model, folder, adapters, prompts, new_tokens: int):
                 runner = prompt_models[name]
                 context = lora_model.disable_adapter() if lora_model else contextlib.nullcontext()
             with context:
-                soft_prompts.generate(runner, torch.tensor([ids]), max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                                      do_sample=False, streamer=streamer, pad_token_id=0)
+                soft_prompts.generate(runner, torch.tensor([ids], device=model.device), max_new_tokens=new_tokens,
+                                      min_new_tokens=new_tokens, do_sample=False, streamer=streamer, pad_token_id=0)
         times.append(streamer.times[0])
     ended = time.perf_counter()
     if lora_model is not None:
@@ -194,8 +194,8 @@ def run_adapter_names(model, folder, adapters, prompts, new_tokens: int, pad_id:
     for name in loras[1:]:
         lora_model.load_adapter(str(folder / name), adapter_name=name, **SAME_PRECISION)
     width = max(len(ids) for ids in prompts)
-    input_ids = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in prompts])
-    mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts])
+    input_ids = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in prompts], device=model.device)
+    mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts], device=model.device)
     streamer = TokenTimes(len(prompts))
     started = time.perf_counter()
     with torch.inference_mode():
