@@ -116,19 +116,39 @@ def session_prompts(tokenizer, count: int) -> list[list[int]]:
     return [tokenizer(prompt_format.apply(e.prompt))["input_ids"] for e in examples[::step][:count]]
 
 
+def latencies(times: list[list[float]], submitted: list[float]) -> dict:
+    """Time to first token (s) and inter-token latency (ms), p50 and p95, from each row's token times."""
+    ttft = [t[0] - s for t, s in zip(times, submitted) if t]
+    itl = [b - a for t in times for a, b in zip(t, t[1:])]
+    return {"ttft_p50_s": percentile(ttft, 0.5), "ttft_p95_s": percentile(ttft, 0.95),
+            "itl_p50_ms": 1000 * percentile(itl, 0.5), "itl_p95_ms": 1000 * percentile(itl, 0.95)}
+
+
+def methods(model, folder: Path, adapters: dict[str, str], prompts, new_tokens: int, pad_id: int,
+            serial_max_sessions: int) -> dict:
+    """The four ways to serve `prompts`, by name, each a call returning (started, ended, token
+    times, submitted); the serial baseline only up to `serial_max_sessions` (it grows linearly)."""
+    runs = {
+        "engine, mixed adapters": lambda: run_engine(model, folder, adapters, prompts, new_tokens, True),
+        "engine, no adapters": lambda: run_engine(model, folder, adapters, prompts, new_tokens, False),
+        "serial set_adapter + generate": lambda: run_serial(model, folder, adapters, prompts, new_tokens),
+        "PEFT adapter_names (LoRA only)": lambda: run_adapter_names(model, folder, adapters, prompts, new_tokens, pad_id),
+    }
+    if len(prompts) > serial_max_sessions:
+        del runs["serial set_adapter + generate"]
+    return runs
+
+
 def summarise(name: str, sessions: int, adapters: int, started: float, ended: float, times: list[list[float]],
               submitted: list[float], peak_mib: float, flops: dict, peak_gflops: float, prompt_tokens: int) -> dict:
     tokens = sum(len(t) for t in times)
-    ttft = [t[0] - s for t, s in zip(times, submitted) if t]
-    itl = [b - a for t in times for a, b in zip(t, t[1:])]
     seconds = ended - started
     rate = tokens / seconds
     # Prefill computes logits for the last prompt position only; each new token costs a full pass.
     work = (prompt_tokens * flops["prompt_token"] + tokens * flops["new_token"]) / seconds / 1e9
     return {
         "method": name, "sessions": sessions, "adapters": adapters, "new_tokens": tokens, "prompt_tokens": prompt_tokens,
-        "seconds": seconds, "tokens_per_s": rate, "ttft_p50_s": percentile(ttft, 0.5), "ttft_p95_s": percentile(ttft, 0.95),
-        "itl_p50_ms": 1000 * percentile(itl, 0.5), "itl_p95_ms": 1000 * percentile(itl, 0.95), "peak_rss_mib": peak_mib,
+        "seconds": seconds, "tokens_per_s": rate, **latencies(times, submitted), "peak_rss_mib": peak_mib,
         "gflops": rate * flops["new_token"] / 1e9, "roofline_share": rate * flops["new_token"] / 1e9 / peak_gflops,
         "work_gflops": work, "work_roofline_share": work / peak_gflops,
     }
@@ -297,16 +317,8 @@ def bench_one_precision(model, dtype: str, folder: Path, adapters: dict[str, str
     for sessions in args.sessions:
         prompts = session_prompts(tokenizer, sessions)
         prompt_tokens = sum(len(ids) for ids in prompts)
-        runs = {
-            "engine, mixed adapters": lambda: run_engine(model, folder, adapters, prompts, args.new_tokens, True),
-            "engine, no adapters": lambda: run_engine(model, folder, adapters, prompts, args.new_tokens, False),
-            "serial set_adapter + generate": lambda: run_serial(model, folder, adapters, prompts, args.new_tokens),
-            "PEFT adapter_names (LoRA only)": lambda: run_adapter_names(model, folder, adapters, prompts, args.new_tokens,
-                                                                         tokenizer.pad_token_id),
-        }
+        runs = methods(model, folder, adapters, prompts, args.new_tokens, tokenizer.pad_token_id, args.serial_max_sessions)
         for name, run in runs.items():
-            if name.startswith("serial") and sessions > args.serial_max_sessions:
-                continue
             log.info("bench serve: %s, %s, %d sessions, %d adapters", name, dtype, sessions, len(adapters))
             with PeakMemory() as memory:
                 started, ended, times, submitted = run()

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from babelbot.config import ConfigError
-from bot.serve_bench import PeakMemory, make_adapters, percentile, run_adapter_names, run_engine, run_serial
+from bot.serve_bench import PeakMemory, latencies, make_adapters, methods, run_engine
 
 GPU_MODELS = Path(__file__).parent / "gpu_models"
 PROMPT_TOKENS = (300, 440)  # the default model's real reply prompts are ~370 tokens
@@ -79,30 +79,18 @@ def bench_model(config_file: Path, device: str, sessions_list, adapter_counts, n
                 context = sum(map(len, prompts)) // sessions + new_tokens // 2
                 step_bytes = bytes_per_decode_step(model, sessions, context)
                 roofline = sessions * bandwidth / step_bytes["total"]
-                runs = {
-                    "engine, mixed adapters": lambda: run_engine(model, folder, adapters, prompts, new_tokens, True),
-                    "engine, no adapters": lambda: run_engine(model, folder, adapters, prompts, new_tokens, False),
-                    "serial set_adapter + generate": lambda: run_serial(model, folder, adapters, prompts, new_tokens),
-                    "PEFT adapter_names (LoRA only)": lambda: run_adapter_names(model, folder, adapters, prompts,
-                                                                                 new_tokens, pad_id=0),
-                }
-                for method, run in runs.items():
-                    if method.startswith("serial") and sessions > serial_max_sessions:
-                        continue
+                for method, run in methods(model, folder, adapters, prompts, new_tokens, 0, serial_max_sessions).items():
                     if device == "cuda":
                         torch.cuda.synchronize()
                         torch.cuda.reset_peak_memory_stats()
                     with PeakMemory() as host:
                         started, ended, times, submitted = run()
-                    ttft = [t[0] - s for t, s in zip(times, submitted) if t]
-                    itl = [b - a for t in times for a, b in zip(t, t[1:])]
                     decode = decode_rate(times)
                     rows.append({
                         "model": config_file.stem, "method": method, "sessions": sessions, "adapters": count,
                         "tokens_per_s": sum(map(len, times)) / (ended - started), "decode_tokens_per_s": decode,
                         "roofline_tokens_per_s": roofline, "roofline_share": decode / roofline,
-                        "ttft_p50_s": percentile(ttft, 0.5), "ttft_p95_s": percentile(ttft, 0.95),
-                        "itl_p50_ms": 1000 * percentile(itl, 0.5), "itl_p95_ms": 1000 * percentile(itl, 0.95),
+                        **latencies(times, submitted),
                         "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else host.peak / 1024,
                         "weight_bytes": step_bytes["weights"], "kv_bytes_per_step": step_bytes["kv"],
                     })
