@@ -90,6 +90,24 @@ def test_a_resumed_run_continues_the_same_loss_curve(tiny_model_dir, tmp_path):
     assert resumed["steps"] == whole["steps"] == 6
 
 
+def test_keep_best_saves_the_weights_with_the_lowest_dev_loss(tiny_model_dir, tmp_path):
+    # A learning rate this high makes the tiny model's dev loss go up and down between evaluations.
+    result = tune(config_for(tiny_model_dir, tmp_path, name="best", max_steps=6, eval_every=2, keep_best="true",
+                             learning_rate=3e-2))
+    metrics = result.metrics
+    steps, losses = zip(*metrics["dev_losses"])
+    assert steps == (2, 4, 6)
+    assert metrics["saved_step"] == steps[losses.index(min(losses))]
+    assert metrics["dev_loss"] == pytest.approx(min(losses), rel=1e-5)  # the saved weights are the best ones
+    card = json.loads((tmp_path / "adapters" / "best" / "card.json").read_text())
+    assert card["training"]["saved_step"] == metrics["saved_step"]
+
+
+def test_keep_best_without_evaluations_is_refused():
+    with pytest.raises(ValueError, match="keep_best needs eval_every"):
+        TuneConfig(keep_best=True)
+
+
 def test_resuming_with_another_config_is_refused(tiny_model_dir, tmp_path):
     tune(config_for(tiny_model_dir, tmp_path, name="r", max_steps=4, stop_after=2))
     with pytest.raises(TuneError, match="another config"):

@@ -66,6 +66,8 @@ class TuneConfig:
     dtype: str = "auto"  # weights: auto is fp32 on CPU, bf16 on CUDA
     mixed_precision: str = "auto"  # auto: bf16 on CUDA, no on CPU; bf16 on CPU autocasts the matmuls to bf16
     checkpoint_every: int = 50
+    eval_every: int = 0  # dev loss every N steps (0: only at the end), drawn on the loss curve
+    keep_best: bool = False  # save the weights of the evaluation with the lowest dev loss, not the last step's
     max_train_examples: int = 0  # 0: all of the train split; else its first N examples
     init_adapter: str = ""  # start from this saved adapter's weights (same method) instead of fresh ones
     seed: int = 0
@@ -86,6 +88,10 @@ class TuneConfig:
             raise ValueError("max_steps, batch_tokens, max_length and checkpoint_every must be positive")
         if self.mixed_precision not in ("auto", "no", "bf16"):
             raise ValueError(f"mixed_precision must be auto, no or bf16, got {self.mixed_precision!r}")
+        if self.eval_every < 0:
+            raise ValueError(f"eval_every must be >= 0, got {self.eval_every}")
+        if self.keep_best and not self.eval_every:
+            raise ValueError("keep_best needs eval_every > 0: the best step is chosen among the dev-loss evaluations")
         if self.stop_after < 0:
             raise ValueError(f"stop_after must be >= 0, got {self.stop_after}")
         if not self.learning_rate > 0:
@@ -219,7 +225,7 @@ def data_fingerprint(examples: list[Example]) -> str:
     return digest.hexdigest()
 
 
-def plot_loss(losses: list[float], path: Path, title: str) -> None:
+def plot_loss(losses: list[float], path: Path, title: str, dev_losses: list[list[float]] = ()) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -231,6 +237,8 @@ def plot_loss(losses: list[float], path: Path, title: str) -> None:
     smooth = [sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1])
               for i in range(len(losses))]
     axis.plot(range(1, len(losses) + 1), smooth, linewidth=2, label=f"mean of {window}")
+    if dev_losses:
+        axis.plot([step for step, _ in dev_losses], [loss for _, loss in dev_losses], "o-", linewidth=1.5, label="dev")
     axis.set_xlabel("step")
     axis.set_ylabel("loss (reply tokens)")
     axis.set_title(title)
@@ -289,7 +297,7 @@ def tune(config: TuneConfig) -> TuneResult:
     """Train, save and describe one adapter."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
-    from peft import get_peft_model
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
     run_dir, output_dir = Path(config.run_dir), Path(config.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -344,13 +352,14 @@ def tune(config: TuneConfig) -> TuneResult:
 
     # -- resume
     checkpoint, state_file = run_dir / "checkpoint.pt", run_dir / "state.json"
-    state = {"step": 0, "losses": [], "tokens": 0, "seconds": 0.0}
+    state = {"step": 0, "losses": [], "dev_losses": [], "tokens": 0, "seconds": 0.0}
+    best_adapter = None  # trainable weights at the lowest dev loss so far, on the CPU (keep_best)
     if state_file.exists() and checkpoint.exists():
         saved = json.loads(state_file.read_text())
         if saved.get("config") != asdict(config) | {"stop_after": saved["config"]["stop_after"]}:
             raise TuneError(f"{run_dir} holds a run with another config; remove it or set run_dir= to start afresh")
-        load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler)
-        state = saved["state"]
+        best_adapter = load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler)
+        state = {"dev_losses": []} | saved["state"]
         log.info("resuming %s at step %d", config.name, state["step"])
 
     # -- train
@@ -379,16 +388,29 @@ def tune(config: TuneConfig) -> TuneResult:
         state["seconds"] += time.perf_counter() - started
         bar.update()
         bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{state['tokens'] / state['seconds']:.0f}")
+        if config.eval_every and (state["step"] % config.eval_every == 0 or state["step"] == config.max_steps):
+            dev_loss = mean_loss(model, dev_items, pad_id, config.batch_tokens, accelerator.device)
+            if dev_loss is not None:
+                if config.keep_best and dev_loss < min((loss for _, loss in state["dev_losses"]), default=math.inf):
+                    best_adapter = {k: v.detach().cpu().clone()
+                                    for k, v in get_peft_model_state_dict(accelerator.unwrap_model(model)).items()}
+                state["dev_losses"].append([state["step"], dev_loss])
+                bar.write(f"{config.name}: step {state['step']} dev loss {dev_loss:.4f}")
         if state["step"] % config.checkpoint_every == 0 or state["step"] == last_step:
-            save_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler)
+            save_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler, best_adapter)
             state_file.write_text(json.dumps({"config": asdict(config), "state": state}) + "\n")
     bar.close()
 
     # -- save
+    best_step = state["step"]
+    if best_adapter is not None:  # keep_best: the evaluation with the lowest dev loss, which may be the last step
+        best_step = min(state["dev_losses"], key=lambda entry: entry[1])[0]
+        set_peft_model_state_dict(accelerator.unwrap_model(model), best_adapter)
     dev_loss = mean_loss(model, dev_items, pad_id, config.batch_tokens, accelerator.device)
     metrics = {
         "name": config.name, "task": config.task, "languages": config.languages, "method": config.method,
-        "steps": state["step"], "train_examples": len(items), "train_tokens": state["tokens"],
+        "steps": state["step"], "saved_step": best_step, "dev_losses": state["dev_losses"],
+        "train_examples": len(items), "train_tokens": state["tokens"],
         "tokens_per_s": state["tokens"] / state["seconds"] if state["seconds"] else None,
         "final_loss": sum(state["losses"][-10:]) / len(state["losses"][-10:]), "dev_loss": dev_loss,
         "trainable_parameters": trainable, "total_parameters": total, "device": device,
@@ -397,27 +419,28 @@ def tune(config: TuneConfig) -> TuneResult:
     if accelerator.is_main_process:
         save_adapter(accelerator.unwrap_model(model), config, metrics, data_fingerprint(examples), model_path, output_dir)
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        plot_loss(state["losses"], run_dir / "loss.png", f"{config.name}: loss per step")
+        plot_loss(state["losses"], run_dir / "loss.png", f"{config.name}: loss per step", state["dev_losses"])
         shutil.copy(run_dir / "loss.png", output_dir / "loss.png")
     return TuneResult(accelerator.unwrap_model(model), tokenizer, metrics)
 
 
-def save_checkpoint(path: Path, model, optimizer, scheduler) -> None:
-    """What a resumed run needs: the trainable weights (not the frozen base), the optimizer and
-    schedule, and the random states. Written beside and renamed, so a crash mid-write leaves
-    the previous checkpoint intact."""
+def save_checkpoint(path: Path, model, optimizer, scheduler, best_adapter: dict | None) -> None:
+    """What a resumed run needs: the trainable weights (not the frozen base) and the best ones
+    so far, the optimizer and schedule, and the random states. Written beside and renamed, so a
+    crash mid-write leaves the previous checkpoint intact."""
     from peft import get_peft_model_state_dict
 
     partial = path.with_suffix(".partial")
     torch.save({
-        "adapter": get_peft_model_state_dict(model), "optimizer": optimizer.state_dict(),
+        "adapter": get_peft_model_state_dict(model), "best_adapter": best_adapter, "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
     }, partial)
     partial.replace(path)
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler) -> None:
+def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict | None:
+    """Restores a run in place; returns the best weights so far (keep_best), if any."""
     from peft import set_peft_model_state_dict
 
     saved = torch.load(path, weights_only=False)  # our own file: tensors plus RNG states
@@ -428,6 +451,7 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> None:
     random.setstate(saved["python_rng"])
     if saved["cuda_rng"] is not None:
         torch.cuda.set_rng_state_all(saved["cuda_rng"])
+    return saved["best_adapter"]
 
 
 def save_adapter(model, config: TuneConfig, metrics: dict, data_hash: str, model_path: str, output_dir: Path) -> None:
@@ -448,7 +472,8 @@ def save_adapter(model, config: TuneConfig, metrics: dict, data_hash: str, model
         f"A {config.method.replace('_', ' ')} adapter for **{config.model}**, task `{config.task}`, "
         f"languages: {', '.join(config.languages)}. Trained by babelbot on the Northwind Store support data "
         f"(`data/`), train split only.\n\n"
-        f"| | |\n|---|---|\n| steps | {metrics['steps']} |\n| training tokens | {metrics['train_tokens']:,} |\n"
+        f"| | |\n|---|---|\n| steps | {metrics['steps']} (weights saved from step {metrics['saved_step']}) |\n"
+        f"| training tokens | {metrics['train_tokens']:,} |\n"
         f"| tokens/s | {metrics['tokens_per_s']:.0f} on {metrics['device']} |\n"
         f"| trainable parameters | {metrics['trainable_parameters']:,} of {metrics['total_parameters']:,} |\n"
         f"| final train loss | {metrics['final_loss']:.3f} |\n| dev loss | {dev} |\n\n"
