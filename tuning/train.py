@@ -451,7 +451,7 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict | None:
     random.setstate(saved["python_rng"])
     if saved["cuda_rng"] is not None:
         torch.cuda.set_rng_state_all(saved["cuda_rng"])
-    return saved["best_adapter"]
+    return saved.get("best_adapter")  # absent in checkpoints from before keep_best
 
 
 def save_adapter(model, config: TuneConfig, metrics: dict, data_hash: str, model_path: str, output_dir: Path) -> None:
