@@ -108,6 +108,15 @@ def test_keep_best_without_evaluations_is_refused():
         TuneConfig(keep_best=True)
 
 
+def test_a_run_saved_before_a_config_key_existed_still_resumes(tiny_model_dir, tmp_path):
+    tune(config_for(tiny_model_dir, tmp_path, name="old", max_steps=4, stop_after=2))
+    state_file = tmp_path / "runs" / "old" / "state.json"
+    saved = json.loads(state_file.read_text())
+    del saved["config"]["keep_best"]  # as written before keep_best was added, at its default
+    state_file.write_text(json.dumps(saved))
+    assert tune(config_for(tiny_model_dir, tmp_path, name="old", max_steps=4)).metrics["steps"] == 4
+
+
 def test_resuming_with_another_config_is_refused(tiny_model_dir, tmp_path):
     tune(config_for(tiny_model_dir, tmp_path, name="r", max_steps=4, stop_after=2))
     with pytest.raises(TuneError, match="another config"):

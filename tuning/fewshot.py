@@ -17,11 +17,12 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from babelbot.config import ConfigError, load_config
 from babelbot.models import DEFAULT_MODEL, load_model
 from babelbot.paths import DATA_DIR, REPO_ROOT
 from prompts.formats import format_for
 from tuning.data import reply_examples
-from tuning.train import TuneConfig, tune
+from tuning.train import TuneConfig, TuneError, tune
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +129,11 @@ def run_fewshot(config: FewShotConfig) -> dict:
 
 
 def main(args) -> int:
-    from babelbot.config import load_config
-
     config = load_config(FewShotConfig, args.config, args.overrides)
-    result = run_fewshot(config)
+    try:
+        result = run_fewshot(config)
+    except TuneError as error:
+        raise ConfigError(str(error)) from None
     for r in result["runs"]:
         print(f"{r['language']}\t{r['method']}\tfrom {r['start']}\tk={r['k']}\tloss {r['loss']:.3f}\tchrF {r['chrf']:.1f}")
     print(f"wrote {config.out}; `babelbot report transfer` adds the curves to the report")

@@ -16,7 +16,7 @@ import math
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from functools import partial
 from pathlib import Path
 
@@ -286,6 +286,13 @@ def mean_loss(model, items: list[Tokenized], pad_id: int, batch_tokens: int, dev
     return total / count
 
 
+def same_run(saved: dict, config: TuneConfig) -> bool:
+    """Whether a saved run's config is this one, up to stop_after (a run trained in sittings).
+    Keys added to TuneConfig since the run was saved count as their defaults."""
+    defaults = {f.name: f.default if f.default is not MISSING else f.default_factory() for f in fields(TuneConfig)}
+    return {**defaults, **saved, "stop_after": None} == asdict(config) | {"stop_after": None}
+
+
 @dataclass
 class TuneResult:
     model: object  # the PEFT model as trained
@@ -356,7 +363,7 @@ def tune(config: TuneConfig) -> TuneResult:
     best_adapter = None  # trainable weights at the lowest dev loss so far, on the CPU (keep_best)
     if state_file.exists() and checkpoint.exists():
         saved = json.loads(state_file.read_text())
-        if saved.get("config") != asdict(config) | {"stop_after": saved["config"]["stop_after"]}:
+        if not same_run(saved.get("config", {}), config):
             raise TuneError(f"{run_dir} holds a run with another config; remove it or set run_dir= to start afresh")
         best_adapter = load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler)
         state = {"dev_losses": []} | saved["state"]
