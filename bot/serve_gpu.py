@@ -66,7 +66,8 @@ def decode_rate(times: list[list[float]]) -> float:
 
 
 def bench_model(config_file: Path, device: str, sessions_list, adapter_counts, new_tokens: int, bandwidth: float,
-                serial_max_sessions: int = 16, lengths: tuple[int, int] = PROMPT_TOKENS) -> list[dict]:
+                serial_max_sessions: int = 16, lengths: tuple[int, int] = PROMPT_TOKENS, on_row=None) -> list[dict]:
+    """Every (adapters, sessions, method) row; `on_row` sees each as soon as it is measured."""
     model = build_model(config_file, device)
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
@@ -95,6 +96,8 @@ def bench_model(config_file: Path, device: str, sessions_list, adapter_counts, n
                         "weight_bytes": step_bytes["weights"], "kv_bytes_per_step": step_bytes["kv"],
                     })
                     print(table(rows[-1:]).splitlines()[-1], flush=True)
+                    if on_row is not None:
+                        on_row(rows[-1])
     return rows
 
 
@@ -114,21 +117,31 @@ def main(args) -> int:
     if not torch.cuda.is_available():
         raise ConfigError("babelbot bench serve-gpu needs a CUDA GPU; none is visible here (torch.cuda.is_available() is "
                           "False). On CPU, `babelbot bench serve` measures the same methods on the default model.")
-    started = time.perf_counter()
-    rows = []
-    for name in args.models:
-        config_file = GPU_MODELS / f"{name}.json"
+    config_files = [GPU_MODELS / f"{name}.json" for name in args.models]
+    for config_file in config_files:
         if not config_file.exists():
             raise ConfigError(f"no model shapes {config_file}; choose from {sorted(p.stem for p in GPU_MODELS.glob('*.json'))}")
-        rows += bench_model(config_file, "cuda", args.sessions, args.adapters, args.new_tokens, args.bandwidth_tbs * 1e12)
-        torch.cuda.empty_cache()
+    started = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    payload = {"gpu": torch.cuda.get_device_name(), "bandwidth_tbs": args.bandwidth_tbs, "new_tokens": args.new_tokens,
-               "wall_s": time.perf_counter() - started, "rows": rows}
-    (out / "metrics.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    (out / "table.md").write_text(f"GPU: {payload['gpu']}, bandwidth {args.bandwidth_tbs} TB/s, bf16, random weights.\n\n"
-                                  + table(rows), encoding="utf-8")
+    rows = []
+
+    def save(complete: bool) -> None:  # after every row too, so a run stopped early keeps what it measured
+        payload = {"gpu": torch.cuda.get_device_name(), "bandwidth_tbs": args.bandwidth_tbs, "new_tokens": args.new_tokens,
+                   "wall_s": time.perf_counter() - started, "complete": complete, "rows": rows}
+        (out / "metrics.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        note = "" if complete else " Partial: the run stopped before the whole grid."
+        (out / "table.md").write_text(f"GPU: {payload['gpu']}, bandwidth {args.bandwidth_tbs} TB/s, bf16, random weights."
+                                      f"{note}\n\n" + table(rows), encoding="utf-8")
+
+    def add(row: dict) -> None:
+        rows.append(row)
+        save(complete=False)
+
+    for config_file in config_files:
+        bench_model(config_file, "cuda", args.sessions, args.adapters, args.new_tokens, args.bandwidth_tbs * 1e12, on_row=add)
+        torch.cuda.empty_cache()
+    save(complete=True)
     print(table(rows))
     print(f"wrote {out / 'metrics.json'} and {out / 'table.md'}")
     return 0

@@ -215,7 +215,10 @@ def test_gpu_serving_check_runs_its_methods_on_tiny_shapes_and_refuses_without_c
     step = bytes_per_decode_step(model, sessions=2, context=20)
     assert step["weights"] == 4 * sum(p.numel() for p in model.parameters())
     assert step["kv"] == 2 * (5 * 8 + 1 * 20) * 2 * 1 * 16 * 4  # five sliding layers keep 8 positions, one keeps 20
-    rows = bench_model(config_file, "cpu", [1, 2], [2], new_tokens=3, bandwidth=1e9, serial_max_sessions=1, lengths=(5, 9))
+    seen = []
+    rows = bench_model(config_file, "cpu", [1, 2], [2], new_tokens=3, bandwidth=1e9, serial_max_sessions=1, lengths=(5, 9),
+                       on_row=seen.append)
+    assert seen == rows  # each row is handed on as soon as it is measured, so a stopped run keeps them
     assert {(r["method"], r["sessions"]) for r in rows} == {
         (m, n) for m in ("engine, mixed adapters", "engine, no adapters", "PEFT adapter_names (LoRA only)") for n in (1, 2)
     } | {("serial set_adapter + generate", 1)}

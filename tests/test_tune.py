@@ -195,3 +195,19 @@ def test_eval_compares_base_and_adapters(tiny_model_dir, tiny_adapters_dir, tmp_
     assert [s["reference"] for s in dev["results"][0]["samples"]] == dev_targets != [e.target for e in examples]
     with pytest.raises(ValueError, match="split must be dev or test"):
         EvalConfig(split="train")
+
+
+def test_the_gpu_training_check_writes_its_table_and_refuses_without_cuda(tmp_path):
+    from types import SimpleNamespace
+
+    from babelbot.config import ConfigError
+    from tuning.gpu_check import main, write_results
+
+    row = {"variant": "lora-bf16", "steps": 3, "tokens_per_s": 1234.5, "peak_memory_gib": 1.5, "final_loss": 2.0,
+           "dev_loss": 2.1}
+    table = write_results([row], tmp_path / "out")
+    assert table.splitlines()[-1] == "| lora-bf16 | 3 | 1234 | 1.50 | 2.000 | 2.100 |"
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text()) == [row]
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="needs a CUDA GPU"):
+            main(SimpleNamespace(steps=3, out=str(tmp_path / "gpu")))

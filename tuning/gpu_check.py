@@ -21,7 +21,7 @@ VARIANTS = {"qlora-4bit": ["quantize=4bit", "gradient_checkpointing=true"], "lor
 def main(args) -> int:
     if not torch.cuda.is_available():
         raise ConfigError("babelbot bench tune-gpu needs a CUDA GPU; none is visible here (torch.cuda.is_available() is False)")
-    rows = []
+    rows, out = [], Path(args.out)
     with tempfile.TemporaryDirectory() as scratch:
         for name, overrides in VARIANTS.items():
             torch.cuda.reset_peak_memory_stats()
@@ -38,12 +38,16 @@ def main(args) -> int:
                 "dev_loss": metrics["dev_loss"], "wall_s": time.perf_counter() - started,
                 "gpu": torch.cuda.get_device_name(),
             })
+            table = write_results(rows, out)  # after each variant, so a run stopped early keeps the first
+    print(table)
+    return 0
+
+
+def write_results(rows: list[dict], out: Path) -> str:
     table = "| variant | steps | tokens/s | peak memory (GiB) | final loss | dev loss |\n|---|---:|---:|---:|---:|---:|\n"
     table += "".join(f"| {r['variant']} | {r['steps']} | {r['tokens_per_s']:.0f} | {r['peak_memory_gib']:.2f} | "
                      f"{r['final_loss']:.3f} | {r['dev_loss']:.3f} |\n" for r in rows)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(rows, indent=2) + "\n")
     (out / "table.md").write_text(table)
-    print(table)
-    return 0
+    return table
