@@ -97,7 +97,7 @@ def test_keep_best_saves_the_weights_with_the_lowest_dev_loss(tiny_model_dir, tm
     metrics = result.metrics
     steps, losses = zip(*metrics["dev_losses"])
     assert steps == (2, 4, 6)
-    assert metrics["saved_step"] == steps[losses.index(min(losses))]
+    assert metrics["saved_step"] == steps[losses.index(min(losses))] < 6  # not the last step's weights
     assert metrics["dev_loss"] == pytest.approx(min(losses), rel=1e-5)  # the saved weights are the best ones
     card = json.loads((tmp_path / "adapters" / "best" / "card.json").read_text())
     assert card["training"]["saved_step"] == metrics["saved_step"]
