@@ -246,17 +246,27 @@ def model_flops_per_token(model) -> dict:
     return {"new_token": 2 * (body + model.get_output_embeddings().weight.numel()), "prompt_token": 2 * body}
 
 
+def format_table(columns: list[tuple[str, str]], rows: list[dict]) -> list[str]:
+    """Markdown table lines; each column is (header, format template over a row's keys). A
+    template with a format spec (`{x:.1f}`) is a number and aligns right."""
+    lines = ["| " + " | ".join(header for header, _ in columns) + " |",
+             "|" + "|".join("---:" if ":" in template else "---" for _, template in columns) + "|"]
+    lines += ["| " + " | ".join(template.format(**r) for _, template in columns) + " |" for r in rows]
+    return lines
+
+
+BENCH_COLUMNS = [
+    ("precision", "{dtype}"), ("method", "{method}"), ("sessions", "{sessions:d}"), ("adapters", "{adapters:d}"),
+    ("tokens/s", "{tokens_per_s:.1f}"), ("TTFT p50 s", "{ttft_p50_s:.2f}"), ("TTFT p95 s", "{ttft_p95_s:.2f}"),
+    ("ITL p50 ms", "{itl_p50_ms:.0f}"), ("ITL p95 ms", "{itl_p95_ms:.0f}"), ("peak RSS MiB", "{peak_rss_mib:.0f}"),
+    ("GFLOP/s (new tokens)", "{gflops:.1f}"), ("of peak", "{roofline_share:.0%}"),
+    ("GFLOP/s (with prefill)", "{work_gflops:.1f}"), ("of peak", "{work_roofline_share:.0%}"),
+]
+
+
 def markdown_table(rows: list[dict], peaks: dict[str, float]) -> str:
     lines = [f"Peak {dtype} matmul on this machine: {peak:.1f} GFLOP/s." for dtype, peak in peaks.items()]
-    lines += ["", "| precision | method | sessions | adapters | tokens/s | TTFT p50 s | TTFT p95 s | ITL p50 ms | ITL p95 ms "
-              "| peak RSS MiB | GFLOP/s (new tokens) | of peak | GFLOP/s (with prefill) | of peak |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['dtype']} | {r['method']} | {r['sessions']} | {r['adapters']} | {r['tokens_per_s']:.1f} | "
-                     f"{r['ttft_p50_s']:.2f} | {r['ttft_p95_s']:.2f} | {r['itl_p50_ms']:.0f} | {r['itl_p95_ms']:.0f} | "
-                     f"{r['peak_rss_mib']:.0f} | {r['gflops']:.1f} | {r['roofline_share']:.0%} | {r['work_gflops']:.1f} | "
-                     f"{r['work_roofline_share']:.0%} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + [""] + format_table(BENCH_COLUMNS, rows)) + "\n"
 
 
 def plot(rows: list[dict], path: Path) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from babelbot.config import ConfigError
-from bot.serve_bench import PeakMemory, latencies, make_adapters, methods, run_engine
+from bot.serve_bench import PeakMemory, format_table, latencies, make_adapters, methods, run_engine
 
 GPU_MODELS = Path(__file__).parent / "gpu_models"
 PROMPT_TOKENS = (300, 440)  # the default model's real reply prompts are ~370 tokens
@@ -101,16 +101,17 @@ def bench_model(config_file: Path, device: str, sessions_list, adapter_counts, n
     return rows
 
 
+GPU_COLUMNS = [
+    ("model", "{model}"), ("method", "{method}"), ("sessions", "{sessions:d}"), ("adapters", "{adapters:d}"),
+    ("tokens/s", "{tokens_per_s:.1f}"), ("decode tokens/s", "{decode_tokens_per_s:.1f}"),
+    ("roofline tokens/s", "{roofline_tokens_per_s:.0f}"), ("of roofline", "{roofline_share:.0%}"),
+    ("TTFT p50 s", "{ttft_p50_s:.3f}"), ("TTFT p95 s", "{ttft_p95_s:.3f}"), ("ITL p50 ms", "{itl_p50_ms:.1f}"),
+    ("ITL p95 ms", "{itl_p95_ms:.1f}"), ("peak GiB", "{peak_memory_gib:.1f}"),
+]
+
+
 def table(rows: list[dict]) -> str:
-    lines = ["| model | method | sessions | adapters | tokens/s | decode tokens/s | roofline tokens/s | of roofline "
-             "| TTFT p50 s | TTFT p95 s | ITL p50 ms | ITL p95 ms | peak GiB |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['model']} | {r['method']} | {r['sessions']} | {r['adapters']} | {r['tokens_per_s']:.1f} | "
-                     f"{r['decode_tokens_per_s']:.1f} | {r['roofline_tokens_per_s']:.0f} | {r['roofline_share']:.0%} | "
-                     f"{r['ttft_p50_s']:.3f} | {r['ttft_p95_s']:.3f} | {r['itl_p50_ms']:.1f} | {r['itl_p95_ms']:.1f} | "
-                     f"{r['peak_memory_gib']:.1f} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(format_table(GPU_COLUMNS, rows)) + "\n"
 
 
 def main(args) -> int:
