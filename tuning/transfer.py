@@ -2,7 +2,8 @@
 method on the same splits; `babelbot report transfer` turns the saved figures into a report.
 
 Methods, each with the same softmax classifier on top (`tuning.align.train_classifier`),
-trained once on English only and once on all 10 training languages:
+trained once on English only and once on all 10 training languages (each with the
+accent-free copies of `tuning.align.classifier_data`):
 
     naive-bayes          the first intent detector (character n-grams; its own classifier)
     base-model           the chat model's mean-pooled hidden states, as they are
@@ -34,6 +35,7 @@ from prompts.knowledge import INTENT_TOPICS, TOPICS, knowledge_base
 from tuning.align import (
     AlignConfig,
     VectorCache,
+    classifier_data,
     classify,
     intent_examples,
     leave_one_language_out,
@@ -51,7 +53,7 @@ NEW_LANGUAGES = ("it", "id", "tr", "ko", "vi")
 TRAIN_SETS = ("en", "all")
 BACKBONE_NAMES = ("base-model", "use-v3", "e5-small")
 SHIPPED_METHOD = "e5-small+aligned"
-IDENTITY_WEIGHTS = (1.0, 10.0, 100.0)  # candidates for AlignConfig.identity_weight, chosen on dev
+IDENTITY_WEIGHTS = (1.0, 10.0, 100.0, 1000.0)  # candidates for AlignConfig.identity_weight, chosen on dev
 
 
 def test_examples(root: Path = DATA_DIR):
@@ -136,8 +138,9 @@ def evaluate_transfer(root: Path = DATA_DIR, backbones: tuple[str, ...] = BACKBO
 
             results["intent"][method] = {}
             for name, rows in train.items():
-                weights, bias_ = train_classifier(embed([e.text for e in rows]), [e.intent for e in rows],
-                                                  config.classifier_l2, config.classifier_steps, config.seed)
+                texts, intents = classifier_data(rows, config)
+                weights, bias_ = train_classifier(embed(texts), intents, config.classifier_l2, config.classifier_steps,
+                                                  config.seed)
                 predicted = classify(embed([e.text for e in tests]), weights, bias_)
                 results["intent"][method][name] = per_language_accuracy(predicted, tests)
             results["retrieval"][method] = retrieval_matrix(test_groups, embed, TRAINING_LANGUAGES)
