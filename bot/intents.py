@@ -9,10 +9,6 @@ message is about. `NaiveBayesIntents` (character n-grams, trained in millisecond
 
 import json
 import logging
-import math
-import re
-import unicodedata
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -21,6 +17,7 @@ import numpy as np
 
 from babelbot.encoders import AlignedEncoder, EncoderError, load_encoder
 from babelbot.labels import INTENTS
+from babelbot.naive_bayes import NaiveBayes
 from babelbot.paths import ADAPTERS_DIR, DATA_DIR
 from prompts.knowledge import INTENT_TOPICS, TOPICS, knowledge_base
 
@@ -45,17 +42,6 @@ class IntentDetector(Protocol):
     def predict_many(self, texts: list[str]) -> list[IntentGuess]: ...
 
 
-def normalize(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).lower()
-    text = re.sub(r"\d+", "0", text)  # order numbers and amounts: shape, not value
-    return " ".join(re.findall(r"\w+", text))
-
-
-def char_ngrams(text: str, sizes: tuple[int, ...] = (1, 2, 3, 4)) -> Counter:
-    padded = f" {normalize(text)} "
-    return Counter(padded[i : i + n] for n in sizes for i in range(len(padded) - n + 1))
-
-
 def read_examples(path: Path = SEED_FILE) -> list[tuple[str, str]]:
     """(text, intent) pairs from a JSONL file of {"language", "intent", "text"} records."""
     examples = []
@@ -69,39 +55,19 @@ def read_examples(path: Path = SEED_FILE) -> list[tuple[str, str]]:
 
 
 class NaiveBayesIntents:
-    """`NaiveBayesIntents.fit(examples).predict(text)`; smoothing `alpha` per n-gram."""
+    """`NaiveBayesIntents.fit(examples).predict(text)`: character n-gram naive Bayes over the intents."""
 
-    def __init__(self, alpha: float = 0.1):
-        self.alpha = alpha
-        self.log_prior: dict[str, float] = {}
-        self.counts: dict[str, Counter] = {}
-        self.totals: dict[str, int] = {}
-        self.vocabulary: set[str] = set()
+    def __init__(self, model: NaiveBayes):
+        self.model = model
 
     @classmethod
     def fit(cls, examples: list[tuple[str, str]], alpha: float = 0.1) -> "NaiveBayesIntents":
-        model = cls(alpha)
-        per_intent = Counter(intent for _, intent in examples)
-        model.counts = {intent: Counter() for intent in per_intent}
-        for text, intent in examples:
-            model.counts[intent].update(char_ngrams(text))
-        model.totals = {intent: sum(counts.values()) for intent, counts in model.counts.items()}
-        model.vocabulary = set().union(*model.counts.values())
-        model.log_prior = {intent: math.log(n / len(examples)) for intent, n in per_intent.items()}
-        return model
+        return cls(NaiveBayes.fit(examples, alpha))
 
     def predict(self, text: str) -> IntentGuess:
-        grams = {g: n for g, n in char_ngrams(text).items() if g in self.vocabulary}
-        size = len(self.vocabulary)
-        scores = {}
-        for intent, counts in self.counts.items():
-            denominator = math.log(self.totals[intent] + self.alpha * size)
-            scores[intent] = self.log_prior[intent] + sum(
-                n * (math.log(counts.get(g, 0) + self.alpha) - denominator) for g, n in grams.items()
-            )
-        best = max(scores, key=scores.get)
-        normaliser = sum(math.exp(score - scores[best]) for score in scores.values())
-        return IntentGuess(best, 1.0 / normaliser)
+        posterior = self.model.posterior(text)
+        best = max(posterior, key=posterior.get)
+        return IntentGuess(best, posterior[best])
 
     def predict_many(self, texts: list[str]) -> list[IntentGuess]:
         return [self.predict(text) for text in texts]

@@ -7,8 +7,9 @@ from adapters.registry import choose_adapter, load_registry
 from babelbot.detect import LanguageDetector, evidence
 from babelbot.labels import INTENTS
 from babelbot.languages import TRAINING_LANGUAGES
+from babelbot.naive_bayes import char_ngrams
 from bot.app import BotConfig, build_router
-from bot.intents import NaiveBayesIntents, char_ngrams, read_examples
+from bot.intents import NaiveBayesIntents, read_examples
 from bot.router_eval import DEFAULT_DATA, evaluate
 
 
@@ -63,10 +64,19 @@ def test_too_short_to_tell_keeps_the_conversation_language(text):
 
 def test_the_conversation_language_breaks_ties_but_a_customer_can_switch():
     detector = LanguageDetector()
-    assert detector.detect("merci !") != "fr"  # alone, lingua reads it as Spanish
-    assert detector.detect("merci !", fallback="fr") == "fr"
+    assert detector.detect("super") != "fr"  # alone, lingua reads it as Latin
+    assert detector.detect("super", fallback="fr") == "fr"
+    assert detector.detect("natural") == "es" and detector.detect("natural", fallback="en") == "en"
     assert detector.detect("¿dónde está mi pedido? lo compré hace una semana", fallback="fr") == "es"
     assert detector.detect("non, c'est bon", fallback="fr") == "fr"
+
+
+def test_the_support_domain_model_knows_how_our_customers_write():
+    # lingua alone reads "merci !" as Spanish; our French customers write it all the time.
+    assert LanguageDetector(domain_weight=0).detect("merci !") != "fr"
+    assert LanguageDetector().detect("merci !") == "fr"
+    posterior = LanguageDetector().domain_posterior("wo ist mein paket")
+    assert max(posterior, key=posterior.get) == "de" and sum(posterior.values()) == pytest.approx(1.0)
 
 
 def test_product_names_do_not_decide_the_language():
