@@ -20,14 +20,32 @@ from bot.app import BotConfig, build_router
 from bot.intents import DEFAULT_ENCODER, KnowledgeIndex, NaiveBayesIntents, default_intent_detector
 from tuning.align import (
     AlignConfig,
+    IntentExample,
     ParallelGroup,
     VectorCache,
+    accent_free,
+    accent_free_pairs,
+    classifier_data,
     info_nce,
     mean_off_diagonal,
     read_labelled,
     retrieval_matrix,
     train_head,
 )
+
+
+def test_accent_free_copies_drop_the_accents_of_latin_letters_only():
+    assert accent_free("¿Dónde está mi pedido?") == "¿Donde esta mi pedido?"
+    assert accent_free("Türkiye'ye kargo ücreti ne kadar, sıfır mı") == "Turkiye'ye kargo ucreti ne kadar, sifir mi"
+    assert accent_free("Tôi muốn đổi size") == "Toi muon doi size"
+    for spelled_with_marks in ("ऑर्डर कैंसल करना है", "ガイドをください", "ما عدت ابغى"):
+        assert accent_free(spelled_with_marks) == spelled_with_marks
+    examples = [IntentExample("cancelación", "es", "cancel_order", "train", "seed"),
+                IntentExample("cancel it", "en", "cancel_order", "train", "seed")]
+    assert classifier_data(examples, AlignConfig()) == (["cancelación", "cancel it", "cancelacion"], ["cancel_order"] * 3)
+    assert classifier_data(examples, AlignConfig(accent_free_copies=False))[0] == ["cancelación", "cancel it"]
+    group = ParallelGroup("p1", "greeting", "train", {"en": "hello", "fr": "déjà là ?"})
+    assert [g.texts for g in accent_free_pairs([group])] == [{"fr": "déjà là ?", "accent-free": "deja la ?"}]
 
 
 def test_info_nce_matches_a_hand_computed_value():
