@@ -213,7 +213,8 @@ def write_report(results_dir: Path) -> Path:
              "Rebuild: `babelbot eval transfer` (measures, writes `metrics.json`), then `babelbot report transfer`.\n",
              f"Test messages: {results['sizes']['test']} (router_eval in the 10 training languages, transfer_eval in "
              f"{', '.join(NEW_LANGUAGES)}, none trained or tuned on). Classifier training: "
-             f"{results['sizes']['train_en']} English or {results['sizes']['train_all']} messages in all training languages.\n"]
+             f"{results['sizes']['train_en']} English or {results['sizes']['train_all']} messages in all training languages, "
+             "plus an accent-free copy of each accented one.\n"]
 
     rows = summary_rows(results)
     parts.append("## Intent accuracy, macro-averaged\n")
@@ -314,7 +315,7 @@ def losses_section(results: dict, languages: list[str]) -> str:
             + "\nWhy: multilingual-e5-small is already trained contrastively on large parallel corpora, so the head "
               "has little to add, and what it learns is fitted to the 10 training languages; on languages it never saw "
               "it moves vectors away from the backbone's geometry. The leave-one-language-out dev accuracy in the "
-              "alignment table below shows the same, which is why the chosen identity weight is the strongest. USE v3 "
+              "alignment table below shows the same: the head helps only when pulled hard toward the identity. USE v3 "
               "wins where it knows a language better than e5-small (it knows neither Hindi nor Vietnamese), and the "
               "aligned base model where Gemma's own pre-training covered a language better; e5-small keeps the best "
               "macro average and is 20-50× faster than the base model.\n")
