@@ -13,8 +13,9 @@ score all 75 and weight lingua's confidences (Bayes' rule with lingua as the lik
 `domain` is a character n-gram naive Bayes over the 10 served languages, trained on our own
 support messages (customer turns of the train-split conversations and the parallel set):
 lingua learnt from general text, where "hallo", "bye" or "valeu" are rare, and our
-customers write them all day. It only reorders the served languages' scores by how
-support messages in each language look; lingua alone still tells Italian from Spanish.
+customers write them all day. It raises the served languages whose support messages look
+like this one and lowers the others (at weight 0.5 by at most √10); lingua alone still
+tells Italian from Spanish.
 
 Chosen on development data (`babelbot eval language-weights`: data/language_dev, the seed
 messages and the dev-split customer turns, none of them in the domain model; `babelbot
@@ -22,10 +23,9 @@ eval router` measures them on data/router_eval): the domain model at weight 0.5 
 flat served weight gets first messages 96.9% → 97.8% right and other languages 81.4% →
 83.3%, against the flat served weight of 4 it replaces (the best first-message accuracy
 among settings that recognise other languages at least as well); a conversation weight of
-3 keeps "merci !" French inside a French conversation (dev turns 98.9% right) and still
-lets a customer switch language (97.8%). A prior by each language's online
-population was tried and lost on the dev set: the small languages it pushes down are real
-customers.
+3 keeps "super" French inside a French conversation (dev turns 98.9% right) and still lets
+a customer switch language (97.8%). A prior by each language's online population was tried
+and lost on the dev set: the small languages it pushes down are real customers.
 
 Messages too short to tell ("ok", "#NW-12345", an emoji) keep the conversation's language.
 """
