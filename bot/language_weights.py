@@ -11,7 +11,7 @@ conversation_weight):
 
 lingua's confidences and the domain model's posterior are computed once per message; each
 setting only reweights them. The rule: the best first-message accuracy among the settings
-that recognise other languages at least as well as the served weight alone did (81.4%),
+that recognise other languages at least as well as the old flat served weight of 4 did (81.4%),
 ties to the better other-language accuracy; then the conversation weight with the best
 in-conversation accuracy, ties to the better switching accuracy.
 """

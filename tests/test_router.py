@@ -148,14 +148,15 @@ def test_adapter_fallback_order(tmp_path, caplog):
     assert choose_adapter({}, "es", "reply") is None
 
 
-def test_language_weight_grid_scores_every_pair_on_the_given_sets():
-    from bot.language_weights import CONVERSATION_WEIGHTS, SERVED_WEIGHTS, grid
+def test_language_weight_grid_scores_every_setting_on_the_given_sets():
+    from bot.language_weights import CONVERSATION_WEIGHTS, DOMAIN_WEIGHTS, SERVED_WEIGHTS, grid
 
     sets = {"first": [("bonjour, je voudrais retourner mes chaussures", "fr", None)],
             "in a conversation": [("merci !", "fr", "fr"), ("ok", "de", "de")]}
     results = grid(sets)
-    assert len(results) == len(SERVED_WEIGHTS) * len(CONVERSATION_WEIGHTS)
+    assert len(results) == len(SERVED_WEIGHTS) * len(DOMAIN_WEIGHTS) * len(CONVERSATION_WEIGHTS)
     assert all(r["first"] == 1.0 for r in results)
-    by_pair = {(r["served_weight"], r["conversation_weight"]): r for r in results}
-    assert by_pair[(4, 1)]["in a conversation"] == 0.5  # "merci !" alone reads as Spanish; "ok" keeps German
-    assert by_pair[(4, 2)]["in a conversation"] == 1.0
+    by_setting = {(r["served_weight"], r["domain_weight"], r["conversation_weight"]): r for r in results}
+    assert by_setting[(4, 0, 1)]["in a conversation"] == 0.5  # lingua reads "merci !" as Spanish; "ok" keeps German
+    assert by_setting[(4, 0, 2)]["in a conversation"] == 1.0  # the conversation's French breaks the tie
+    assert by_setting[(1, 0.5, 1)]["in a conversation"] == 1.0  # our customers' French needs no tie-break
