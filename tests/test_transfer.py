@@ -31,6 +31,7 @@ from tuning.align import (
     read_labelled,
     retrieval_matrix,
     train_head,
+    unseen_language_examples,
 )
 
 
@@ -156,6 +157,15 @@ def test_encoder_card_is_not_a_reply_adapter():
     card = json.loads((DEFAULT_ENCODER / "card.json").read_text(encoding="utf-8"))
     assert card["task"] == "encode" and card["languages"] == list(TRAINING_LANGUAGES)
     assert card["training"]["dev_retrieval_p_at_1_aligned"] > card["training"]["dev_retrieval_p_at_1_backbone"]
+
+
+def test_the_unseen_language_dev_set_shares_no_message_with_the_test_sets():
+    from tuning.transfer import test_examples
+
+    unseen = unseen_language_examples()
+    languages = {e.language for e in unseen}
+    assert len(languages) == 30 and not languages & set(TRAINING_LANGUAGES)
+    assert not {e.text for e in unseen} & {e.text for e in test_examples()}
 
 
 def test_eval_transfer_and_report(tmp_path):
