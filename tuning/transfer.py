@@ -2,8 +2,8 @@
 method on the same splits; `babelbot report transfer` turns the saved figures into a report.
 
 Methods, each with the same softmax classifier on top (`tuning.align.train_classifier`),
-trained once on English only and once on all 10 training languages (each with the
-accent-free copies of `tuning.align.classifier_data`):
+trained once on English only and once on all 10 training languages (plus the accent-free
+copies of `tuning.align.classifier_data` where the backbone's dev choice turns them on):
 
     naive-bayes          the first intent detector (character n-grams; its own classifier)
     base-model           the chat model's mean-pooled hidden states, as they are
@@ -219,7 +219,8 @@ def write_report(results_dir: Path) -> Path:
              f"Test messages: {results['sizes']['test']} (router_eval in the 10 training languages, transfer_eval in "
              f"{', '.join(NEW_LANGUAGES)}, none trained or tuned on). Classifier training: "
              f"{results['sizes']['train_en']} English or {results['sizes']['train_all']} messages in all training languages, "
-             "plus an accent-free copy of each accented one.\n"]
+             "plus an accent-free copy of each accented one for backbones whose dev choice turns the copies on "
+             "(see *Alignment strength*).\n"]
 
     rows = summary_rows(results)
     parts.append("## Intent accuracy, macro-averaged\n")
