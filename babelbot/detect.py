@@ -20,8 +20,8 @@ tells Italian from Spanish.
 Chosen on development data (`babelbot eval language-weights`: data/language_dev, the seed
 messages and the dev-split customer turns, none of them in the domain model; `babelbot
 eval router` measures them on data/router_eval): the domain model at weight 0.5 with no
-flat served weight gets first messages 96.9% → 97.8% right and other languages 81.4% →
-83.3%, against the flat served weight of 4 it replaces (the best first-message accuracy
+flat served weight gets first messages 96.9% → 97.8% right and other languages 81.9% →
+83.9%, against the flat served weight of 4 it replaces (the best first-message accuracy
 among settings that recognise other languages at least as well); a conversation weight of
 3 keeps "super" French inside a French conversation (dev turns 98.9% right) and still lets
 a customer switch language (97.8%). A prior by each language's online population was tried
