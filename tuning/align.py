@@ -379,13 +379,17 @@ def unseen_language_examples(root: Path = DATA_DIR) -> list[IntentExample]:
 
 
 def unseen_language_accuracy(config: AlignConfig, vectors: VectorCache, groups: list[ParallelGroup],
-                             examples: list[IntentExample], unseen: list[IntentExample]) -> float:
+                             examples: list[IntentExample], unseen: list[IntentExample], aligned: bool = True) -> float:
     """Intent accuracy on `unseen` (macro over its languages) of the head trained on `groups`
-    and the classifier trained on the train-split `examples` of the training languages."""
-    head, bias, _ = train_head(groups, vectors, config, progress=False)
+    (the backbone as it is when not `aligned`) and the classifier trained on the train-split
+    `examples` of the training languages."""
+    if aligned:
+        head, bias, _ = train_head(groups, vectors, config, progress=False)
 
-    def project(texts):
-        return normalize_rows(vectors(texts) @ head + bias)
+        def project(texts):
+            return normalize_rows(vectors(texts) @ head + bias)
+    else:
+        project = vectors
 
     texts, intents = classifier_data([e for e in examples if e.split == "train"], config)
     weights, bias_ = train_classifier(project(texts), intents, config.classifier_l2, config.classifier_steps, config.seed)
