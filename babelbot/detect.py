@@ -179,4 +179,7 @@ class LanguageDetector:
         return best[0] if best[1] > 0 else None
 
     def detect(self, text: str, fallback: str | None = None) -> str | None:
-        return self.choose(self.confidences(text), fallback, self.domain_posterior(text)) or fallback
+        confidences = self.confidences(text)
+        if not confidences:  # too short to tell: the domain model would not change that
+            return fallback
+        return self.choose(confidences, fallback, self.domain_posterior(text)) or fallback

@@ -369,35 +369,12 @@ def leave_one_language_out(config: AlignConfig, vectors: VectorCache, groups: li
     return accuracy
 
 
-def unseen_language_examples(root: Path = DATA_DIR) -> list[IntentExample]:
-    """data/language_dev: informal messages in 30 languages we have no data for, the dev set
-    for transfer to unseen languages; a text that is also a test message is left out."""
-    test_texts = {e.text for name in ("router_eval", "transfer_eval") for e in read_labelled(root / name / "messages.jsonl")}
-    return [IntentExample(r["text"], r["language"], r["intent"], "dev", "language_dev")
-            for _, r, problem in read_jsonl(root / "language_dev" / "messages.jsonl")
-            if problem is None and r["text"] not in test_texts]
-
-
-def unseen_language_accuracy(config: AlignConfig, vectors: VectorCache, groups: list[ParallelGroup],
-                             examples: list[IntentExample], unseen: list[IntentExample], aligned: bool = True) -> float:
-    """Intent accuracy on `unseen` (macro over its languages) of the head trained on `groups`
-    (the backbone as it is when not `aligned`) and the classifier trained on the train-split
-    `examples` of the training languages."""
-    if aligned:
-        head, bias, _ = train_head(groups, vectors, config, progress=False)
-
-        def project(texts):
-            return normalize_rows(vectors(texts) @ head + bias)
-    else:
-        project = vectors
-
-    texts, intents = classifier_data([e for e in examples if e.split == "train"], config)
-    weights, bias_ = train_classifier(project(texts), intents, config.classifier_l2, config.classifier_steps, config.seed)
-    predicted = classify(project([e.text for e in unseen]), weights, bias_)
+def per_language_accuracy(predicted: list[str], examples: list[IntentExample]) -> dict[str, float]:
+    """language → share of `examples` whose intent `predicted` got right."""
     hits = defaultdict(list)
-    for guess, example in zip(predicted, unseen):
+    for guess, example in zip(predicted, examples):
         hits[example.language].append(guess == example.intent)
-    return float(np.mean([np.mean(values) for values in hits.values()]))
+    return {language: float(np.mean(values)) for language, values in hits.items()}
 
 
 def data_fingerprint(root: Path = DATA_DIR) -> str:
@@ -448,3 +425,31 @@ def main(args) -> int:
     print(json.dumps(figures, indent=2))
     print(f"saved {folder}")
     return 0
+
+
+def unseen_language_examples(root: Path = DATA_DIR) -> list[IntentExample]:
+    """data/language_dev: informal messages in 30 languages we have no data for, the dev set
+    for transfer to unseen languages; a text that is also a test message is left out."""
+    test_texts = {e.text for name in ("router_eval", "transfer_eval") for e in read_labelled(root / name / "messages.jsonl")}
+    return [IntentExample(r["text"], r["language"], r["intent"], "dev", "language_dev")
+            for _, r, problem in read_jsonl(root / "language_dev" / "messages.jsonl")
+            if problem is None and r["text"] not in test_texts]
+
+
+def unseen_language_accuracy(config: AlignConfig, vectors: VectorCache, groups: list[ParallelGroup],
+                             examples: list[IntentExample], unseen: list[IntentExample], aligned: bool = True) -> float:
+    """Intent accuracy on `unseen` (macro over its languages) of the head trained on `groups`
+    (the backbone as it is when not `aligned`) and the classifier trained on the train-split
+    `examples` of the training languages."""
+    if aligned:
+        head, bias, _ = train_head(groups, vectors, config, progress=False)
+
+        def project(texts):
+            return normalize_rows(vectors(texts) @ head + bias)
+    else:
+        project = vectors
+
+    texts, intents = classifier_data([e for e in examples if e.split == "train"], config)
+    weights, bias_ = train_classifier(project(texts), intents, config.classifier_l2, config.classifier_steps, config.seed)
+    predicted = classify(project([e.text for e in unseen]), weights, bias_)
+    return float(np.mean(list(per_language_accuracy(predicted, unseen).values())))

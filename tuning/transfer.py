@@ -22,7 +22,6 @@ import json
 import logging
 import statistics
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +39,7 @@ from tuning.align import (
     intent_examples,
     mean_off_diagonal,
     parallel_groups,
+    per_language_accuracy,
     read_labelled,
     retrieval_matrix,
     train_classifier,
@@ -61,13 +61,6 @@ def test_examples(root: Path = DATA_DIR):
     """Training-language rows of router_eval, and the transfer_eval languages."""
     rows = [e for e in read_labelled(root / "router_eval" / "messages.jsonl") if e.language in TRAINING_LANGUAGES]
     return rows + read_labelled(root / "transfer_eval" / "messages.jsonl")
-
-
-def per_language_accuracy(predicted: list[str], examples) -> dict[str, float]:
-    hits = defaultdict(list)
-    for guess, example in zip(predicted, examples):
-        hits[example.language].append(guess == example.intent)
-    return {language: float(np.mean(values)) for language, values in hits.items()}
 
 
 def knowledge_retrieval(embed, examples, candidate_languages: tuple[str, ...], intent_probabilities=None) -> dict[str, float]:
@@ -124,13 +117,13 @@ def evaluate_transfer(root: Path = DATA_DIR, backbones: tuple[str, ...] = BACKBO
         candidates = {f"{weight:g}" + (" + accent-free" if copies else ""):
                       AlignConfig(backbone=backbone_name, identity_weight=weight, accent_free_copies=copies)
                       for copies in (False, True) for weight in IDENTITY_WEIGHTS}
-        dev_unseen = {name: unseen_language_accuracy(candidate, vectors, train_groups, examples, unseen)
+        language_dev = {name: unseen_language_accuracy(candidate, vectors, train_groups, examples, unseen)
                       for name, candidate in candidates.items()}
-        chosen = max(dev_unseen, key=dev_unseen.get)
+        chosen = max(language_dev, key=language_dev.get)
         config = candidates[chosen]
         # For scale, not a candidate: the router runs the aligned encoder.
-        dev_unseen["no head"] = unseen_language_accuracy(config, vectors, train_groups, examples, unseen, aligned=False)
-        results["alignment"][backbone_name] = {"dev_unseen_language_accuracy": dev_unseen, "chosen": chosen,
+        language_dev["no head"] = unseen_language_accuracy(config, vectors, train_groups, examples, unseen, aligned=False)
+        results["alignment"][backbone_name] = {"language_dev_intent_accuracy": language_dev, "chosen": chosen,
                                                "identity_weight": config.identity_weight,
                                                "accent_free_copies": config.accent_free_copies}
         head, bias, _ = train_head(train_groups, vectors, config, progress)
@@ -259,8 +252,8 @@ def write_report(results_dir: Path) -> Path:
                      "data/language_dev (informal messages in 30 languages with no training data, macro-averaged; "
                      "head and classifier trained on the 10 training languages), never on the test sets.\n\n")
         backbones = list(results["alignment"])
-        settings = list(results["alignment"][backbones[0]]["dev_unseen_language_accuracy"])
-        rows = [[setting] + [f"{results['alignment'][b]['dev_unseen_language_accuracy'][setting]:.1%}" for b in backbones]
+        settings = list(results["alignment"][backbones[0]]["language_dev_intent_accuracy"])
+        rows = [[setting] + [f"{results['alignment'][b]['language_dev_intent_accuracy'][setting]:.1%}" for b in backbones]
                 for setting in settings]
         rows.append(["**chosen**"] + [results["alignment"][b].get("chosen", str(results["alignment"][b]["identity_weight"]))
                                       for b in backbones])
