@@ -315,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     latency.set_defaults(run=_module_main("bot.latency_eval"))
     transfer = evaluate.add_parser("transfer", help="cross-lingual intent routing and retrieval, every method, same splits")
     transfer.add_argument("--out", default="results/transfer", help="folder for metrics.json, REPORT.md and plots")
-    transfer.add_argument("--backbones", nargs="+", default=["base-model", "use-v3", "e5-small"],
+    transfer.add_argument("--backbones", nargs="+", default=["base-model", "use-v3", "e5-small", "e5-small+use-v3"],
                           help="embedding backbones to compare (naive Bayes always runs)")
     transfer.set_defaults(run=_module_main("tuning.transfer"))
     fewshot = evaluate.add_parser(

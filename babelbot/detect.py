@@ -33,7 +33,7 @@ Messages too short to tell ("ok", "#NW-12345", an emoji) keep the conversation's
 import logging
 import re
 import unicodedata
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from lingua import Language, LanguageDetectorBuilder
@@ -59,6 +59,12 @@ _BRAND_WORDS = re.compile(
     r"ultra)(?![A-Za-z])",
     re.IGNORECASE,
 )
+
+
+@lru_cache(maxsize=4096)
+def _lingua_confidences(text: str) -> tuple[tuple[str, float], ...]:
+    # Cached: the router and the encoder's USE gate both ask about the same message.
+    return tuple((_iso(c.language), c.value) for c in _detector().compute_language_confidence_values(text))
 
 
 @cache
@@ -160,7 +166,7 @@ class LanguageDetector:
         text = evidence(text)
         if _informative_letters(text) < self.min_letters:
             return []
-        return [(_iso(c.language), c.value) for c in _detector().compute_language_confidence_values(text)]
+        return list(_lingua_confidences(text))
 
     def domain_posterior(self, text: str) -> dict[str, float]:
         """The support-domain model's probability of each served language; empty without one."""

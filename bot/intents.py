@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from babelbot.encoders import AlignedEncoder, EncoderError, load_encoder
+from babelbot.encoders import AlignedEncoder, EncoderError, load_encoder, one_blas_thread
 from babelbot.labels import INTENTS
 from babelbot.naive_bayes import NaiveBayes
 from babelbot.paths import ADAPTERS_DIR, DATA_DIR
@@ -24,7 +24,7 @@ from prompts.knowledge import INTENT_TOPICS, TOPICS, knowledge_base
 log = logging.getLogger(__name__)
 
 SEED_FILE = DATA_DIR / "intents" / "seed.jsonl"
-DEFAULT_ENCODER = ADAPTERS_DIR / "encoder-e5-small"
+DEFAULT_ENCODER = ADAPTERS_DIR / "encoder-e5-use"
 # Intents that need no policy: their knowledge-base topics come from INTENT_TOPICS, not retrieval.
 NO_POLICY_INTENTS = ("greeting", "goodbye", "out_of_scope", "human_agent")
 
@@ -121,6 +121,10 @@ class EncoderIntents:
         return self.predict_many([text])[0]
 
     def predict_many(self, texts: list[str]) -> list[IntentGuess]:
+        with one_blas_thread():
+            return self._predict_many(texts)
+
+    def _predict_many(self, texts: list[str]) -> list[IntentGuess]:
         vectors = self.encoder.embed(texts)
         guesses = []
         for vector, probabilities in zip(vectors, self.encoder.intent_probabilities(vectors)):

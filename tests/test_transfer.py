@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from adapters.registry import load_registry
-from babelbot.encoders import BaseModelBackbone, EncoderError, load_encoder, normalize_rows
+from babelbot.encoders import BaseModelBackbone, EncoderError, load_backbone, load_encoder, normalize_rows
 from babelbot.labels import INTENTS
 from babelbot.languages import TRAINING_LANGUAGES
 from babelbot.paths import ADAPTERS_DIR, DATA_DIR
@@ -26,6 +26,7 @@ from tuning.align import (
     accent_free,
     accent_free_pairs,
     classifier_data,
+    classifier_inputs,
     info_nce,
     mean_off_diagonal,
     read_labelled,
@@ -95,6 +96,30 @@ def test_alignment_on_a_tiny_model_raises_retrieval_on_held_out_pairs(tiny_model
     after = mean_off_diagonal(retrieval_matrix(held_out, aligned, ("aa", "bb")))
     assert np.mean(losses[-10:]) < losses[0] / 5
     assert before < 0.2 and after > 0.5, (before, after)
+
+
+def test_the_e5_use_backbone_keeps_use_only_for_languages_use_knows():
+    backbone = load_backbone("e5-small+use-v3")
+    texts = ["Where is my order? It has been a week.", "मेरा ऑर्डर अभी तक नहीं आया, कहाँ है?",
+             "Đơn hàng của tôi đang ở đâu vậy?", "Siparişim nerede, bir haftadır bekliyorum", "ok"]
+    vectors = backbone.embed(texts)
+    assert vectors.shape == (5, 384 + 512)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    use_half = np.abs(vectors[:, 384:]).sum(axis=1) > 0
+    # English and Turkish: USE was trained on them. Hindi and Vietnamese: it was not. "ok": too short to tell.
+    assert use_half.tolist() == [True, False, False, True, True]
+    # A language USE does not know gets exactly e5's vector.
+    np.testing.assert_allclose(vectors[1, :384], load_backbone("e5-small").embed(texts[1:2])[0], atol=1e-6)
+
+    (e5_only,) = backbone.fallback_views(vectors)
+    assert not e5_only[:, 384:].any()
+    np.testing.assert_allclose(e5_only[:, :384], load_backbone("e5-small").embed(texts), atol=1e-6)
+
+    # The classifier learns both forms of every training message; a single-model backbone gives one.
+    inputs, labels = classifier_inputs(VectorCache(backbone), texts[:2], ["order_status"] * 2, lambda raw: raw)
+    assert inputs.shape == (4, 896) and labels == ["order_status"] * 4
+    inputs, labels = classifier_inputs(VectorCache(load_backbone("use-v3")), texts[:2], ["order_status"] * 2, lambda raw: raw)
+    assert inputs.shape == (2, 512) and len(labels) == 2
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ def test_recipe_is_valid(path):
 def test_encoder_recipe_matches_the_shipped_encoder():
     import json
 
-    path = next(p for p in ALL_CONFIGS if p.stem == "encoder-e5-small")
+    path = next(p for p in ALL_CONFIGS if p.stem == "encoder-e5-use")
     config = load_config(AlignConfig, path)
     assert f"babelbot encoder train --config tuning/configs/{path.name}" in path.read_text()
     card = json.loads((Path(__file__).parents[1] / "adapters" / config.name / "card.json").read_text(encoding="utf-8"))
