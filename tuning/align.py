@@ -406,7 +406,10 @@ def write_model_card(folder: Path, config: AlignConfig, figures: dict) -> None:
         f"trained with symmetric InfoNCE (τ = {config.temperature}, {config.batch_size} pairs a batch, "
         f"hard negatives: {config.hard_negatives}) on {figures['parallel_groups']} groups of parallel text,\n"
         f"and a softmax intent classifier on the aligned vectors ({figures['classifier_examples']} messages, "
-        f"languages: {config.classifier_languages}).\n\n"
+        f"languages: {config.classifier_languages}"
+        + (f"; {figures['classifier_rows']} rows with the backbone's e5-only form of each"
+           if figures.get("classifier_rows", 0) > figures["classifier_examples"] else "")
+        + ").\n\n"
         f"- dev retrieval precision@1 across language pairs: {figures['dev_retrieval_p_at_1_backbone']:.1%} before, "
         f"{figures['dev_retrieval_p_at_1_aligned']:.1%} after alignment\n"
         f"- dev intent accuracy (10 training languages): {figures['dev_intent_accuracy']:.1%}\n"
