@@ -54,7 +54,7 @@ class AlignConfig:
     # geometry. Chosen per backbone, with `accent_free_copies`, by intent accuracy on
     # data/language_dev (30 languages with no training data; `babelbot eval transfer` runs
     # the grid). For e5-small+use-v3: 86.9%, 88.4%, 87.5%, 87.8%, 87.3% with weights 1, 10,
-    # 100, 1000, 10000, and 86.4% with no head: here the head helps, because the parallel
+    # 100, 1000, 10000, and 86.4% with no head: here the head helps, likely because the parallel
     # pairs teach it to map a message with USE's half (Arabic, say) and its translation
     # without it (Hindi) to the same place. For e5-small alone the head only cost accuracy.
     identity_weight: float = 10.0
