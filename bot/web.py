@@ -2,10 +2,13 @@
 
 Each browser keeps a session id in its localStorage (encrypted with a secret kept under
 BABELBOT_HOME, so it survives a server restart); on page load the conversation is restored
-from the store.
+from the store. The browser's own language (its Accept-Language header) is the hint for a
+first message too short to tell, as Telegram's language_code is for the Telegram bot: "hola"
+alone reads as Sesotho to lingua, but not from a Spanish browser.
 """
 
 import logging
+import re
 import secrets
 import uuid
 
@@ -34,12 +37,21 @@ def _browser_secret() -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
+def browser_language(accept_language: str | None) -> str | None:
+    """The browser's first language as an ISO 639-1 code ("es-ES,es;q=0.9,en;q=0.8" → "es");
+    None when the header is missing or names no language ("*")."""
+    first = (accept_language or "").split(",")[0].split(";")[0].strip()
+    primary = first.split("-")[0].lower()
+    return primary if re.fullmatch(r"[a-z]{2}", primary) else None
+
+
 def build_demo(manager: DialogueManager) -> gr.Blocks:
-    def respond(message: str, history: list, session_id: str | None):
+    def respond(message: str, history: list, session_id: str | None, request: gr.Request):
         """Stream the bot's reply to `message` in this browser's session."""
         session_id = session_id or uuid.uuid4().hex
+        hint = browser_language(request.headers.get("accept-language")) if request else None
         try:
-            reply = manager.handle(session_id, message)
+            reply = manager.handle(session_id, message, language_hint=hint)
             header = []
             if reply.route:
                 title = route_label(reply.route.language, reply.route.intent, reply.route.adapter)
@@ -50,7 +62,7 @@ def build_demo(manager: DialogueManager) -> gr.Blocks:
                 yield [*header, gr.ChatMessage(content=text)]
         except Exception:
             log.exception("reply failed for session %s", session_id)
-            yield manager.notice(session_id, "error")
+            yield manager.notice(session_id, "error", language_hint=hint)
 
     def restore(session_id: str | None):
         """Give a new browser a session id; show a returning one its conversation."""

@@ -145,3 +145,13 @@ def test_conversation_survives_a_new_manager_on_the_same_database(manager, tiny_
 def test_clean_text():
     assert clean_text("  a\x00b\u0007c\n ") == "abc"
     assert clean_text("e\u0301") == "é"  # NFC
+
+
+@pytest.mark.parametrize("header, language", [
+    ("es-ES,es;q=0.9,en;q=0.8", "es"), ("zh-CN", "zh"), ("DE", "de"), ("*", None), ("", None), (None, None),
+    ("x-klingon", None),
+])
+def test_the_web_page_hints_the_browsers_first_language(header, language):
+    from bot.web import browser_language
+
+    assert browser_language(header) == language

@@ -47,15 +47,20 @@ def web(real_model_home, tmp_path):
 
 
 @pytest.fixture
-def page():
+def browser():
     if CHROMIUM is None:
         pytest.skip("Debian's chromium is not installed (make install-test installs it)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser.new_page()
+        yield browser
         browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    return browser.new_page(locale="en-US")
 
 
 def _bot_texts(page) -> list[str]:
@@ -104,3 +109,14 @@ def test_empty_and_huge_messages_get_a_notice_in_the_page(web, page):
     page.fill("textarea", "x" * 20_000)
     page.keyboard.press("Enter")
     assert "too long" in _wait_for_reply(page)[-1][-1]
+
+
+def test_a_one_word_greeting_takes_the_browsers_language(web, browser):
+    """"hallo" alone is too little for lingua (it says Sesotho); from a German browser it is German."""
+    page = browser.new_page(locale="de-DE")  # Accept-Language: de-DE
+    page.goto(web.url)
+    page.wait_for_selector("textarea")
+    page.fill("textarea", "hallo")
+    page.keyboard.press("Enter")
+    header = _wait_for_reply(page)[-1][-2]
+    assert header.startswith("🌐 de ·"), header
