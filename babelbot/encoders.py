@@ -129,15 +129,19 @@ class E5UseBackbone:
         self.dim = self.e5.dim + self.use.dim
         self.detector = LanguageDetector()
 
-    def use_known(self, texts: list[str]) -> np.ndarray:
-        """(len(texts), 1): 1 where USE's half is kept, 0 where it is zeroed."""
+    def use_known(self, texts: list[str]) -> list[bool]:
+        """Per text: whether USE's half is kept (detected in a USE language, or too short to tell)."""
         languages = [self.detector.detect(text) for text in texts]
-        return np.array([[float(lang is None or lang in USE_LANGUAGES)] for lang in languages], np.float32)
+        return [lang is None or lang in USE_LANGUAGES for lang in languages]
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
-        return normalize_rows(np.concatenate([self.e5.embed(texts), self.use.embed(texts) * self.use_known(texts)], axis=1))
+        known = self.use_known(texts)
+        use = np.zeros((len(texts), self.use.dim), np.float32)
+        if any(known):  # USE runs only where its half is kept
+            use[known] = self.use.embed([text for text, keep in zip(texts, known) if keep])
+        return normalize_rows(np.concatenate([self.e5.embed(texts), use], axis=1))
 
     def fallback_views(self, vectors: np.ndarray) -> list[np.ndarray]:
         """`vectors` as the backbone gives them for a language USE does not know: e5 alone."""
