@@ -28,7 +28,7 @@ class NaiveBayes:
 
     The smoothed log-probabilities are computed once at fit time, one row per known n-gram,
     so a message costs one gather and one product rather than a logarithm per n-gram and
-    label (1.3 ms → well under 0.1 ms a message for the language model, which runs on every one)."""
+    label (the language model, which runs on every message: 0.33 → 0.08 ms a message)."""
 
     def __init__(self, labels: list[str], log_prior: np.ndarray, index: dict[str, int], log_probs: np.ndarray):
         self.labels = labels

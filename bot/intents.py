@@ -121,6 +121,8 @@ class EncoderIntents:
         return self.predict_many([text])[0]
 
     def predict_many(self, texts: list[str]) -> list[IntentGuess]:
+        # One BLAS thread around the classifier and the topic search too (the encoder's own
+        # limit covers the embedding): a batch of 450 router_eval messages ~1 ms a message faster.
         with one_blas_thread():
             return self._predict_many(texts)
 
