@@ -214,6 +214,12 @@ def resolve_model(spec: str, force: bool = False) -> str:
     return spec
 
 
+def portable_model_name(spec: str) -> str:
+    """How a saved adapter names its base model: a catalog model by its hub id (the cache
+    folder it was loaded from exists only on the machine that trained it), anything else as given."""
+    return CATALOG[spec].hub_id if spec in CATALOG else spec
+
+
 def _offline_hub_error(spec: str, error: Exception) -> ModelError:
     catalog = ", ".join(sorted(CATALOG))
     return ModelError(

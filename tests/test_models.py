@@ -11,6 +11,7 @@ from babelbot.models import (
     CatalogEntry,
     ModelError,
     load_model,
+    portable_model_name,
     prepare_catalog_model,
     register_model,
     resolve_model,
@@ -36,6 +37,9 @@ def test_catalog_has_the_default_model():
     assert len(entry.chunks) == 4 and len(entry.sha256) == 64 and "Gemma Terms of Use" in entry.license_note
     with pytest.raises(ValueError, match="already in the catalog"):
         register_model(entry)
+    # Saved adapters name a catalog model by its hub id, not by this machine's cache folder.
+    assert portable_model_name(DEFAULT_MODEL) == entry.hub_id == "google/gemma-3-270m"
+    assert portable_model_name("models/my-gemma") == "models/my-gemma"
 
 
 def test_checksum_mismatch_names_the_problem_and_the_fix(fake_packages, babelbot_home):

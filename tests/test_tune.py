@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 from peft import PeftModel
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from adapters.registry import load_registry, read_card
@@ -88,6 +89,26 @@ def test_a_resumed_run_continues_the_same_loss_curve(tiny_model_dir, tmp_path):
     state_split = json.loads((tmp_path / "runs" / "split" / "state.json").read_text())["state"]["losses"]
     assert len(state_split) == 6 and state_split == pytest.approx(state_whole, abs=1e-5)
     assert resumed["steps"] == whole["steps"] == 6
+
+
+@pytest.mark.parametrize("method", ["lora", "prompt_tuning"])
+def test_a_run_starts_from_an_adapter_trained_on_another_machine(tiny_model_dir, tmp_path, method):
+    tune(config_for(tiny_model_dir, tmp_path, name="first", method=method))
+    first = tmp_path / "adapters" / "first"
+    peft_config = json.loads((first / "adapter_config.json").read_text())
+    assert peft_config["base_model_name_or_path"] == str(tiny_model_dir)  # a spec that is a path stays as given
+    # As the shipped adapters arrive: naming a model folder that exists only where they were trained.
+    for key in ("base_model_name_or_path", "tokenizer_name_or_path"):
+        if peft_config.get(key):
+            peft_config[key] = "/elsewhere/models/tiny"
+    (first / "adapter_config.json").write_text(json.dumps(peft_config))
+
+    # A learning rate too small to move the weights: what is saved is where the run started.
+    second = tune(config_for(tiny_model_dir, tmp_path, name="second", method=method, init_adapter=str(first),
+                             max_steps=1, learning_rate=1e-12))
+    assert second.metrics["steps"] == 1
+    start, saved = (load_file(str(tmp_path / "adapters" / name / "adapter_model.safetensors")) for name in ("first", "second"))
+    assert start.keys() == saved.keys() and all(torch.allclose(start[key], saved[key], atol=1e-6) for key in start)
 
 
 def test_keep_best_saves_the_weights_with_the_lowest_dev_loss(tiny_model_dir, tmp_path):

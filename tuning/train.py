@@ -27,7 +27,7 @@ from adapters.registry import CARD_FILE, CARD_FORMAT_VERSION, METHODS
 from babelbot.config import ConfigError
 from babelbot.labels import TASKS
 from babelbot.languages import TRAINING_LANGUAGES
-from babelbot.models import DEFAULT_MODEL, load_model, model_fingerprint, resolve_model
+from babelbot.models import DEFAULT_MODEL, load_model, model_fingerprint, portable_model_name, resolve_model
 from babelbot.paths import ADAPTERS_DIR, DATA_DIR, REPO_ROOT
 from prompts.formats import format_for
 from tuning.data import TASK_EXAMPLES, Example
@@ -213,6 +213,10 @@ def adapter_to_continue(base, folder: Path, method: str):
         raise TuneError(f"init_adapter={folder} is {peft_type}, this run trains {method}; use a matching adapter")
     saved = PeftConfig.from_pretrained(str(folder))
     saved.inference_mode = False
+    if peft_type == "PROMPT_TUNING":
+        # The saved weights replace the initial prompt below, so do not start it from text:
+        # that would load the tokenizer the adapter names, which may be on another machine.
+        saved.prompt_tuning_init = "RANDOM"
     model = get_peft_model(base, saved)
     set_peft_model_state_dict(model, load_file(str(folder / "adapter_model.safetensors")))
     return model
@@ -465,6 +469,12 @@ def save_adapter(model, config: TuneConfig, metrics: dict, data_hash: str, model
     """PEFT's files, our card, and a short human-readable model card."""
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir)
+    peft_config_file = output_dir / "adapter_config.json"
+    peft_config = json.loads(peft_config_file.read_text(encoding="utf-8"))
+    for key in ("base_model_name_or_path", "tokenizer_name_or_path"):
+        if peft_config.get(key):
+            peft_config[key] = portable_model_name(config.model)
+    peft_config_file.write_text(json.dumps(peft_config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     card = {
         "format_version": CARD_FORMAT_VERSION, "name": config.name, "task": config.task,
         "languages": config.languages, "method": config.method, "base_model": config.model,
