@@ -64,11 +64,24 @@ def test_too_short_to_tell_keeps_the_conversation_language(text):
 
 def test_the_conversation_language_breaks_ties_but_a_customer_can_switch():
     detector = LanguageDetector()
-    assert detector.detect("super") != "fr"  # alone, lingua reads it as Latin
     assert detector.detect("super", fallback="fr") == "fr"
     assert detector.detect("natural") == "es" and detector.detect("natural", fallback="en") == "en"
     assert detector.detect("¿dónde está mi pedido? lo compré hace una semana", fallback="fr") == "es"
     assert detector.detect("non, c'est bon", fallback="fr") == "fr"
+
+
+@pytest.mark.parametrize(("text", "language"), [("slt", "fr"), ("blz obg", "pt")])
+def test_a_short_message_leans_to_the_languages_we_serve(text, language):
+    # Without the short-message weight lingua's near-flat guesses win: Afrikaans, Czech.
+    assert LanguageDetector(short_letters=0).detect(text) != language
+    assert LanguageDetector().detect(text) == language
+
+
+@pytest.mark.parametrize("text", ["payment fail ho raha hai baar baar", "account me login nahi ho pa raha"])
+def test_romanized_hindi_is_hindi(text):
+    # lingua knows Hindi only in Devanagari; the domain model has learnt data/romanized.
+    assert LanguageDetector().detect(text) == "hi"
+    assert LanguageDetector().detect("where is my order, it has been a week") == "en"
 
 
 def test_the_support_domain_model_knows_how_our_customers_write():
@@ -149,14 +162,17 @@ def test_adapter_fallback_order(tmp_path, caplog):
 
 
 def test_language_weight_grid_scores_every_setting_on_the_given_sets():
-    from bot.language_weights import CONVERSATION_WEIGHTS, DOMAIN_WEIGHTS, SERVED_WEIGHTS, grid
+    from bot.language_weights import CONVERSATION_WEIGHTS, DOMAIN_WEIGHTS, SERVED_WEIGHTS, SHORT_LETTERS, grid
 
-    sets = {"first": [("bonjour, je voudrais retourner mes chaussures", "fr", None)],
+    sets = {"first": [("bonjour, je voudrais retourner mes chaussures", "fr", None), ("slt", "fr", None)],
             "in a conversation": [("merci !", "fr", "fr"), ("ok", "de", "de")]}
-    results = grid(sets)
+    results, short = grid(sets)
     assert len(results) == len(SERVED_WEIGHTS) * len(DOMAIN_WEIGHTS) * len(CONVERSATION_WEIGHTS)
-    assert all(r["first"] == 1.0 for r in results)
+    assert short[0]["short_letters"] == 0 and short[0]["first"] == 0.5  # lingua reads "slt" as Afrikaans
+    assert {r["short_letters"] for r in short if r["first"] == 1.0} == set(SHORT_LETTERS)
+    assert all(r["first"] >= 0.5 for r in results)
     by_setting = {(r["served_weight"], r["domain_weight"], r["conversation_weight"]): r for r in results}
     assert by_setting[(4, 0, 1)]["in a conversation"] == 0.5  # lingua reads "merci !" as Spanish; "ok" keeps German
     assert by_setting[(4, 0, 2)]["in a conversation"] == 1.0  # the conversation's French breaks the tie
     assert by_setting[(1, 0.5, 1)]["in a conversation"] == 1.0  # our customers' French needs no tie-break
+    assert by_setting[(1, 0.5, 3)]["first"] == 0.5 == short[0]["first"]  # the short weight's row 0 is the chosen weights

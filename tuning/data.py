@@ -6,6 +6,7 @@ Files under `data/` (schema in data/README.md):
     translations/<lang>.jsonl    agent text ⇄ customer language
     parallel/messages.jsonl      the same customer message in all 10 languages
     intents/seed.jsonl           short labelled messages for the first intent detector
+    romanized/messages.jsonl     served languages written in Latin letters (Hinglish), for the language detector
     router_eval/, transfer_eval/ held-out test messages (any language), never trained on
     language_dev/                short messages in 30 other languages for choosing the language detector's weights
 
@@ -14,6 +15,7 @@ stable when files grow: 80% train, 10% dev, 10% test. A summary goes with its co
 """
 
 import hashlib
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +95,15 @@ def check_intent_example(record: dict) -> list[str]:
     return problems + [p for p in (_check_text(record, "text"),) if p]
 
 
+def check_romanized_message(record: dict) -> list[str]:
+    """romanized: a message in a served language written in Latin letters ("order cancel kar do")."""
+    problems = check_intent_example(record)
+    text = record.get("text")
+    if isinstance(text, str) and any(char.isalpha() and "LATIN" not in unicodedata.name(char, "") for char in text):
+        problems.append("text: must be written in Latin letters only")
+    return problems
+
+
 def check_test_message(record: dict) -> list[str]:
     """router_eval, transfer_eval and language_dev: any language, as an ISO 639-1 code."""
     problems = [] if record.get("intent") in INTENTS else ["intent: must be one of the 13 intents"]
@@ -108,12 +119,13 @@ CHECKS = {
     "translations": check_translation,
     "parallel": check_parallel,
     "intents": check_intent_example,
+    "romanized": check_romanized_message,
     "router_eval": check_test_message,
     "transfer_eval": check_test_message,
     "language_dev": check_test_message,
 }
 # Folders whose files hold many languages (the others are one <lang>.jsonl per language).
-MIXED_LANGUAGE_KINDS = ("parallel", "intents", "router_eval", "transfer_eval", "language_dev")
+MIXED_LANGUAGE_KINDS = ("parallel", "intents", "romanized", "router_eval", "transfer_eval", "language_dev")
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict | None, str | None]]:
