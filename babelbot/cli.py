@@ -302,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     router_eval = evaluate.add_parser("router", help="language and intent accuracy and latency on a labelled set")
     router_eval.add_argument("--data", default=None, help="JSONL with id, language, intent, text")
     router_eval.add_argument("--out", default="results/router", help="folder for metrics.json and table.md")
+    router_eval.add_argument("overrides", nargs="*", metavar="key=value", help="bot settings, e.g. intent_encoder=none")
     router_eval.set_defaults(run=_module_main("bot.router_eval"))
     weights = evaluate.add_parser("language-weights", help="the language detector's weights on development data")
     weights.add_argument("--out", default="results/router", help="folder for language_weights.json and .md")

@@ -144,12 +144,14 @@ def topics_for(guess_topics: tuple[str, ...], intent: str) -> tuple[str, ...]:
     return guess_topics or INTENT_TOPICS[intent]
 
 
-def default_intent_detector(encoder_dir: Path = DEFAULT_ENCODER) -> IntentDetector:
-    """The aligned encoder from `encoder_dir`; naive Bayes, with a warning, when it is
-    missing or unusable, so a damaged encoder never stops the bot."""
+def default_intent_detector(encoder_dir: Path | None = DEFAULT_ENCODER) -> IntentDetector:
+    """The aligned encoder from `encoder_dir`; naive Bayes when `encoder_dir` is None, and,
+    with a warning, when it is missing or unusable, so a damaged encoder never stops the bot."""
     from babelbot.languages import TRAINING_LANGUAGES
 
-    if encoder_dir.exists():
+    if encoder_dir is None:
+        log.info("intents from naive Bayes (intent_encoder=none)")
+    elif encoder_dir.exists():
         try:
             encoder = load_encoder(encoder_dir)
             return EncoderIntents(encoder, KnowledgeIndex(encoder, TRAINING_LANGUAGES))

@@ -10,6 +10,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from babelbot.config import load_config
 from babelbot.languages import TRAINING_LANGUAGES
 from babelbot.paths import DATA_DIR
 from bot.app import BotConfig, build_router
@@ -81,7 +82,7 @@ def markdown_table(metrics: dict) -> str:
 def main(args) -> int:
     path = Path(args.data) if args.data else DEFAULT_DATA
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    metrics = evaluate(build_router(BotConfig()), rows)
+    metrics = evaluate(build_router(load_config(BotConfig, None, args.overrides)), rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from adapters.registry import load_registry
+from babelbot.config import load_config
 from babelbot.encoders import BaseModelBackbone, EncoderError, load_backbone, load_encoder, normalize_rows
 from babelbot.labels import INTENTS
 from babelbot.languages import TRAINING_LANGUAGES
@@ -176,6 +177,14 @@ def test_a_damaged_encoder_falls_back_to_naive_bayes(tmp_path, caplog):
     assert isinstance(detector, NaiveBayesIntents)
     assert "falling back to naive Bayes" in caplog.text
     assert isinstance(default_intent_detector(tmp_path / "missing"), NaiveBayesIntents)
+
+
+def test_intent_encoder_none_routes_with_naive_bayes(caplog):
+    with caplog.at_level(logging.WARNING):
+        router = build_router(load_config(BotConfig, None, ["intent_encoder=none"]))
+    assert isinstance(router.intents, NaiveBayesIntents) and "falling back" not in caplog.text
+    route = router.route("¿dónde está mi pedido? hace una semana que lo pedí")
+    assert (route.language, route.intent) == ("es", "order_status")
 
 
 def test_encoder_card_is_not_a_reply_adapter():
