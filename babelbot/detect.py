@@ -28,8 +28,8 @@ among settings that recognise other languages at least as well); a conversation 
 language. A prior by each language's online population was tried and lost on the dev set:
 the small languages it pushes down are real customers.
 
-Below 8 informative letters ("hola", "hallo", "hellooo") lingua's confidences are nearly
-flat over its 75 languages and its best guess is often Sesotho or Tsonga, so a short
+Below 8 informative letters ("hola", "slt", "blz obg") lingua's confidences are nearly flat
+over its 75 languages and its best guess is often Sesotho, Tsonga or Afrikaans, so a short
 message gives the served languages 16 times the weight: on dev, first messages 98.6% →
 98.9% and dev turns 98.9% → 99.4%, other languages unchanged (83.9%); thresholds of 10
 letters and more cost other languages.
@@ -195,7 +195,8 @@ class LanguageDetector:
         return _informative_letters(evidence(text)) < self.short_letters
 
     def confidences(self, text: str) -> list[tuple[str, float]]:
-        """lingua's confidence for every language it knows; empty when the text is too short to tell."""
+        """lingua's confidence for every language it knows (for a romanized language in a Latin-script
+        message, English's: see ROMANIZED_LANGUAGES); empty when the text is too short to tell."""
         text = evidence(text)
         if _informative_letters(text) < self.min_letters:
             return []
