@@ -238,7 +238,8 @@ def methods_table(report: dict, adapters_dir: Path, task: str = "reply") -> str:
         figures = [f"{result['loss']:.3f}", f"{result['chrf']:.1f}"]
         if with_card:
             training = json.loads((adapters_dir / result["system"] / CARD_FILE).read_text(encoding="utf-8"))["training"]
-            figures += [f"{training['trainable_parameters']:,}", f"{training['tokens_per_s']:.0f}"]
+            # Where it trained: a GPU's figure and a CPU's differ by ~30×.
+            figures += [f"{training['trainable_parameters']:,}", f"{training['tokens_per_s']:.0f} ({training['device']})"]
         return figures
 
     for language in sorted(rows):
