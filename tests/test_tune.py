@@ -218,6 +218,26 @@ def test_eval_compares_base_and_adapters(tiny_model_dir, tiny_adapters_dir, tmp_
         EvalConfig(split="train")
 
 
+def test_chrf_difference_to_the_base_model_gets_a_p_value():
+    from tuning.evaluate import EvalConfig, chrf_p_value
+
+    references = [f"Your order {n} ships within {n % 5 + 1} business days." for n in range(30)]
+    base = {"examples": 30, "samples": [{"reference": r, "reply": "Hello, how can I help you?"} for r in references]}
+    close = {"examples": 30, "samples": [{"reference": r, "reply": r.replace("ships", "leaves")} for r in references]}
+    assert chrf_p_value(close, base) < 0.01  # far better on every example: not chance
+    # Better on half the examples and worse on the other half: could well be chance
+    mixed_base = {"examples": 30, "samples": [dict(s, reply=s["reference"] if n % 2 else s["reply"])
+                                              for n, s in enumerate(base["samples"])]}
+    mixed = {"examples": 30, "samples": [dict(s, reply=s["reply"] if n % 2 else s["reference"])
+                                         for n, s in enumerate(base["samples"])]}
+    assert chrf_p_value(mixed, mixed_base) > 0.2
+    # Results saved before every reply was kept have no test
+    assert chrf_p_value(close, dict(base, samples=base["samples"][:3])) is None
+    assert EvalConfig(limit=0).limit == 0  # the whole split
+    with pytest.raises(ValueError, match="0 for the whole split"):
+        EvalConfig(limit=-1)
+
+
 def test_the_gpu_training_check_writes_its_table_and_refuses_without_cuda(tmp_path):
     from types import SimpleNamespace
 
