@@ -134,14 +134,24 @@ class E5UseBackbone:
         languages = [self.detector.detect(text) for text in texts]
         return [lang is None or lang in USE_LANGUAGES for lang in languages]
 
-    def embed(self, texts: list[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), np.float32)
+    def use_half(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), 512): USE's unit vectors, zeros for a text USE's half leaves out."""
         known = self.use_known(texts)
         use = np.zeros((len(texts), self.use.dim), np.float32)
         if any(known):  # USE runs only where its half is kept
             use[known] = self.use.embed([text for text, keep in zip(texts, known) if keep])
+        return use
+
+    def embed(self, texts: list[str], use_half: np.ndarray | None = None) -> np.ndarray:
+        """`use_half`: the texts' `use_half`, when the caller has it already."""
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        use = self.use_half(texts) if use_half is None else use_half
         return normalize_rows(np.concatenate([self.e5.embed(texts), use], axis=1))
+
+    def use_part(self, vectors: np.ndarray) -> np.ndarray:
+        """The `use_half` inside vectors from `embed` (each half was scaled by the joint norm)."""
+        return normalize_rows(vectors[:, self.e5.dim :])
 
     def fallback_views(self, vectors: np.ndarray) -> list[np.ndarray]:
         """`vectors` as the backbone gives them for a language USE does not know: e5 alone."""
@@ -218,6 +228,35 @@ class EncoderError(ValueError):
 
 
 @dataclass
+class FirstPass:
+    """A softmax intent classifier on USE v3's vectors alone, for e5-small+use-v3. A message
+    in one of USE's languages that it classifies with at least `threshold` confidence is
+    answered from USE's vectors, and e5, three quarters of a message's routing time, does not
+    run. The threshold is the lowest that costs no dev accuracy (`tuning/align.py`)."""
+
+    weights: np.ndarray  # (512, len(INTENTS))
+    bias: np.ndarray
+    threshold: float
+
+    def probabilities(self, use_vectors: np.ndarray) -> np.ndarray:
+        return softmax_rows(use_vectors @ self.weights + self.bias)
+
+    def answers(self, use_vectors: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+        """Per row: whether the first pass answers (USE knows the message, and is sure enough)."""
+        return use_vectors.any(axis=1) & (probabilities.max(axis=1) >= self.threshold)
+
+
+@dataclass
+class IntentReading:
+    """What the encoder read in one message: intent probabilities, and the vector (and its
+    space, "aligned" or "use" for the first pass) that knowledge-base retrieval compares."""
+
+    probabilities: np.ndarray
+    vector: np.ndarray
+    space: str
+
+
+@dataclass
 class AlignedEncoder:
     """`backbone` → `x @ head + bias`, L2-normalised; `intent_weights` classify those vectors."""
 
@@ -227,6 +266,7 @@ class AlignedEncoder:
     bias: np.ndarray  # (dim,)
     intent_weights: np.ndarray | None = None  # (dim, len(INTENTS))
     intent_bias: np.ndarray | None = None
+    first_pass: FirstPass | None = None  # only for e5-small+use-v3
 
     def embed(self, texts: list[str]) -> np.ndarray:
         with one_blas_thread():
@@ -241,6 +281,24 @@ class AlignedEncoder:
             raise EncoderError(f"encoder {self.name} has no intent classifier; retrain it with `babelbot encoder train`")
         return softmax_rows(vectors @ self.intent_weights + self.intent_bias)
 
+    def read(self, texts: list[str]) -> list[IntentReading]:
+        """Intent probabilities per text: from the first pass where it is sure enough, from
+        the aligned vectors (the whole backbone) for the rest."""
+        if self.first_pass is None:
+            vectors = self.embed(texts)
+            return [IntentReading(p, v, "aligned") for p, v in zip(self.intent_probabilities(vectors), vectors)]
+        with one_blas_thread():
+            use = self.backbone.use_half(texts)
+            quick = self.first_pass.probabilities(use)
+            answered = self.first_pass.answers(use, quick)
+            readings = [IntentReading(p, v, "use") if done else None for p, v, done in zip(quick, use, answered)]
+            rest = [i for i, done in enumerate(answered) if not done]
+            if rest:
+                vectors = self.project(self.backbone.embed([texts[i] for i in rest], use_half=use[rest]))
+                for i, p, v in zip(rest, self.intent_probabilities(vectors), vectors):
+                    readings[i] = IntentReading(p, v, "aligned")
+        return readings
+
 
 def save_encoder(folder: Path, encoder: AlignedEncoder, card: dict) -> None:
     from safetensors.numpy import save_file
@@ -249,6 +307,9 @@ def save_encoder(folder: Path, encoder: AlignedEncoder, card: dict) -> None:
     tensors = {"head": encoder.head, "bias": encoder.bias}
     if encoder.intent_weights is not None:
         tensors |= {"intent_weights": encoder.intent_weights, "intent_bias": encoder.intent_bias}
+    if encoder.first_pass is not None:
+        tensors |= {"first_pass_weights": encoder.first_pass.weights, "first_pass_bias": encoder.first_pass.bias}
+        card = card | {"first_pass_threshold": encoder.first_pass.threshold}
     save_file({k: np.ascontiguousarray(v, np.float32) for k, v in tensors.items()}, str(folder / HEAD_FILE))
     card = {"format_version": 1, "name": encoder.name, "task": ENCODER_TASK, "method": ENCODER_METHOD,
             "backbone": encoder.backbone.name, "intents": list(INTENTS)} | card
@@ -279,8 +340,14 @@ def load_encoder(folder: Path, backbone: Backbone | None = None) -> AlignedEncod
     if tensors["head"].shape[0] != backbone.dim:
         raise EncoderError(f"{folder / HEAD_FILE}: head expects {tensors['head'].shape[0]}-d inputs, "
                            f"backbone {backbone.name} gives {backbone.dim}")
+    first_pass = None
+    if "first_pass_weights" in tensors:
+        if not hasattr(backbone, "use_half") or "first_pass_threshold" not in card:
+            raise EncoderError(f"{folder}: a first-pass classifier needs the e5-small+use-v3 backbone and "
+                               "first_pass_threshold in card.json; retrain with `babelbot encoder train`")
+        first_pass = FirstPass(tensors["first_pass_weights"], tensors["first_pass_bias"], float(card["first_pass_threshold"]))
     return AlignedEncoder(card["name"], backbone, tensors["head"], tensors["bias"],
-                          tensors.get("intent_weights"), tensors.get("intent_bias"))
+                          tensors.get("intent_weights"), tensors.get("intent_bias"), first_pass)
 
 
 def verify_encoder(folder: Path) -> list[str]:

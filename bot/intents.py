@@ -102,11 +102,18 @@ class KnowledgeIndex:
     def __init__(self, encoder: AlignedEncoder, languages: tuple[str, ...]):
         entries = [(topic, entry) for lang in languages for topic, entry in knowledge_base(lang).items()]
         self.topics = [topic for topic, _ in entries]
-        self.vectors = encoder.embed([f"{entry.title}: {entry.text}" for _, entry in entries])
+        texts = [f"{entry.title}: {entry.text}" for _, entry in entries]
+        with one_blas_thread():
+            raw = encoder.backbone.embed(texts)
+        # The entries in each space a message's vector can come from (see AlignedEncoder.read).
+        self.vectors = {"aligned": encoder.project(raw)}
+        if encoder.first_pass is not None:
+            self.vectors["use"] = encoder.backbone.use_part(raw)
 
-    def nearest(self, vector: np.ndarray, intent_probabilities: np.ndarray | None = None, k: int = 2) -> tuple[str, ...]:
+    def nearest(self, vector: np.ndarray, intent_probabilities: np.ndarray | None = None, k: int = 2,
+                space: str = "aligned") -> tuple[str, ...]:
         probabilities = None if intent_probabilities is None else intent_probabilities[None, :]
-        scores = topic_scores((self.vectors @ vector)[None, :], self.topics, probabilities)[0]
+        scores = topic_scores((self.vectors[space] @ vector)[None, :], self.topics, probabilities)[0]
         return tuple(TOPICS[i] for i in np.argsort(-scores)[:k])
 
 
@@ -127,15 +134,14 @@ class EncoderIntents:
             return self._predict_many(texts)
 
     def _predict_many(self, texts: list[str]) -> list[IntentGuess]:
-        vectors = self.encoder.embed(texts)
         guesses = []
-        for vector, probabilities in zip(vectors, self.encoder.intent_probabilities(vectors)):
-            best = int(np.argmax(probabilities))
+        for reading in self.encoder.read(texts):
+            best = int(np.argmax(reading.probabilities))
             intent = INTENTS[best]
             topics = ()
             if self.knowledge is not None and intent not in NO_POLICY_INTENTS:
-                topics = self.knowledge.nearest(vector, probabilities)
-            guesses.append(IntentGuess(intent, float(probabilities[best]), topics))
+                topics = self.knowledge.nearest(reading.vector, reading.probabilities, space=reading.space)
+            guesses.append(IntentGuess(intent, float(reading.probabilities[best]), topics))
         return guesses
 
 

@@ -139,6 +139,55 @@ def test_shipped_encoder_routes_languages_without_training_data(shipped_encoder)
         assert np.mean(hits) >= 0.7, language  # chance is 1/13
 
 
+def test_the_first_pass_answers_sure_messages_without_e5(shipped_encoder, monkeypatch):
+    assert shipped_encoder.first_pass is not None and 0 < shipped_encoder.first_pass.threshold < 1
+    e5 = shipped_encoder.backbone.e5
+    e5_texts, embed = [], e5.embed
+    monkeypatch.setattr(e5, "embed", lambda texts: e5_texts.extend(texts) or embed(texts))  # counts, then the real e5
+    texts = ["Where is my order? It still hasn't arrived", "Tôi quên mật khẩu, không đăng nhập được",
+             "मेरा ऑर्डर कहाँ है? दस दिन हो गए"]
+    readings = shipped_encoder.read(texts)
+    # English: USE knows it and is sure. Vietnamese and Hindi: USE was not trained on them.
+    assert [r.space for r in readings] == ["use", "aligned", "aligned"]
+    assert INTENTS[int(np.argmax(readings[0].probabilities))] == "order_status"
+    assert e5_texts == texts[1:]
+    # What the first pass leaves gets exactly what the encoder alone gives
+    alone = shipped_encoder.intent_probabilities(shipped_encoder.embed(texts[1:]))
+    np.testing.assert_allclose([r.probabilities for r in readings[1:]], alone, atol=1e-6)
+
+
+def test_the_first_pass_threshold_is_the_lowest_that_costs_no_dev_accuracy(shipped_encoder):
+    """Fitted as `babelbot eval transfer` fits it (on the seed messages here, for speed); its
+    test figures are what the router's own `read` gives."""
+    import dataclasses
+
+    from tuning.align import intent_examples
+    from tuning.transfer import first_pass_accuracy, test_examples
+
+    examples = intent_examples()
+    train = [e for e in examples if e.source == "seed"]
+    dev_sets = {"dev turns": [e for e in examples if e.split == "dev"][::4], "language_dev": unseen_language_examples()[::4]}
+    tests = test_examples()[::6]
+    encoder, config = dataclasses.replace(shipped_encoder, first_pass=None), AlignConfig()
+    accuracy, figures = first_pass_accuracy(encoder, VectorCache(encoder.backbone), [e.text for e in train],
+                                            [e.intent for e in train], dev_sets, tests, config)
+
+    def costless(threshold) -> bool:
+        return all(g[f"{threshold:g}"]["accuracy"] >= g["encoder alone"]["accuracy"] for g in figures["dev"].values())
+
+    first_pass = encoder.first_pass
+    assert figures["threshold"] == (first_pass.threshold if first_pass else None)
+    assert not any(costless(t) for t in config.first_pass_thresholds if first_pass is None or t < first_pass.threshold)
+    if first_pass is not None:
+        assert costless(first_pass.threshold)
+        assert 0 < figures["dev"]["dev turns"][f"{first_pass.threshold:g}"]["answered"] < 1
+    readings = encoder.read([e.text for e in tests])
+    for language, share in accuracy.items():
+        rows = [(r, e) for r, e in zip(readings, tests) if e.language == language]
+        assert share == pytest.approx(np.mean([INTENTS[int(np.argmax(r.probabilities))] == e.intent for r, e in rows]))
+        assert figures["answered_on_test"][language] == pytest.approx(np.mean([r.space == "use" for r, _ in rows]))
+
+
 def test_router_falls_back_for_an_unseen_language():
     """Turkish and Italian: no training data. The router detects the language, takes the
     intent from the aligned encoder and the knowledge topics from retrieval, and picks the

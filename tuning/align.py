@@ -30,7 +30,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from babelbot.encoders import AlignedEncoder, Backbone, fallback_views, load_backbone, normalize_rows, save_encoder
+from babelbot.encoders import (
+    AlignedEncoder,
+    Backbone,
+    FirstPass,
+    fallback_views,
+    load_backbone,
+    normalize_rows,
+    save_encoder,
+)
 from babelbot.labels import INTENTS
 from babelbot.languages import TRAINING_LANGUAGES
 from babelbot.paths import ADAPTERS_DIR, DATA_DIR
@@ -63,6 +71,12 @@ class AlignConfig:
     # Accent-free copies of the accented training texts (see the module docstring): 86.4–87.5%
     # on data/language_dev with them against 86.9–88.4% without.
     accent_free_copies: bool = False
+    # For e5-small+use-v3: a first intent classifier on USE's vectors alone answers the
+    # messages it is sure of, so e5 does not run for them (babelbot.encoders.FirstPass). Its
+    # threshold is the lowest of `first_pass_thresholds` that costs no accuracy on the dev
+    # turns nor on data/language_dev; none such, no first pass.
+    first_pass: bool = True
+    first_pass_thresholds: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
     classifier_languages: str = "all"  # "all" training languages, or one code such as "en"
     classifier_l2: float = 1.0e-2
     classifier_steps: int = 300
@@ -335,6 +349,11 @@ def fit_encoder(config: AlignConfig, backbone: Backbone | None = None, data_root
     )
     dev = [e for e in examples if e.split == "dev"]
     dev_predicted = classify(encoder.project(vectors([e.text for e in dev])), encoder.intent_weights, encoder.intent_bias)
+    unseen = unseen_language_examples(data_root)
+    first_pass_figures = None
+    if config.first_pass and hasattr(backbone, "use_half"):
+        encoder.first_pass, first_pass_figures = fit_first_pass(
+            encoder, vectors, texts, intents, {"dev turns": dev, "language_dev": unseen}, config)
     languages = tuple(TRAINING_LANGUAGES)
     figures = {
         "parallel_groups": len(train_groups),
@@ -351,7 +370,8 @@ def fit_encoder(config: AlignConfig, backbone: Backbone | None = None, data_root
         "dev_intent_accuracy": float(np.mean([p == e.intent for p, e in zip(dev_predicted, dev)])) if dev else None,
         "losses": losses,
     }
-    unseen = unseen_language_examples(data_root)
+    if first_pass_figures is not None:
+        figures["first_pass"] = first_pass_figures
     if unseen:
         figures["language_dev_intent_accuracy"] = unseen_language_accuracy(config, vectors, train_groups, examples, unseen)
     if config.leave_one_out:
@@ -359,6 +379,38 @@ def fit_encoder(config: AlignConfig, backbone: Backbone | None = None, data_root
         figures["dev_unseen_language_accuracy"] = float(np.mean(list(unseen.values())))
         figures["dev_unseen_language_accuracy_per_language"] = unseen
     return encoder, figures
+
+
+def fit_first_pass(encoder: AlignedEncoder, vectors: VectorCache, texts: list[str], intents: list[str],
+                   dev_sets: dict[str, list[IntentExample]], config: AlignConfig) -> tuple[FirstPass | None, dict]:
+    """The first-pass classifier on USE's half of the training texts (those USE knows), and
+    its threshold: the lowest candidate whose macro accuracy on every dev set is at least the
+    encoder's alone. (None, figures) when every candidate costs accuracy."""
+    backbone = vectors.backbone
+    use = backbone.use_part(vectors(texts))
+    known = use.any(axis=1)
+    weights, bias = train_classifier(use[known], [intent for intent, k in zip(intents, known) if k],
+                                     config.classifier_l2, config.classifier_steps, config.seed)
+    grid = {}
+    for name, rows in dev_sets.items():
+        raw = vectors([e.text for e in rows])
+        full = encoder.intent_probabilities(encoder.project(raw)).argmax(axis=1)
+        use_rows = backbone.use_part(raw)
+        quick = FirstPass(weights, bias, 0.0).probabilities(use_rows)
+
+        def macro(predicted, rows=rows) -> float:
+            return float(np.mean(list(per_language_accuracy([INTENTS[i] for i in predicted], rows).values())))
+
+        grid[name] = {"encoder alone": {"accuracy": macro(full), "answered": 0.0}}
+        for threshold in config.first_pass_thresholds:
+            answered = FirstPass(weights, bias, threshold).answers(use_rows, quick)
+            grid[name][f"{threshold:g}"] = {"accuracy": macro(np.where(answered, quick.argmax(axis=1), full)),
+                                            "answered": float(answered.mean())}
+    costless = [t for t in config.first_pass_thresholds
+                if all(g[f"{t:g}"]["accuracy"] >= g["encoder alone"]["accuracy"] for g in grid.values())]
+    threshold = min(costless, default=None)
+    figures = {"threshold": threshold, "training_rows": int(known.sum()), "dev": grid}
+    return (FirstPass(weights, bias, threshold) if threshold is not None else None), figures
 
 
 def leave_one_language_out(config: AlignConfig, vectors: VectorCache, groups: list[ParallelGroup],
@@ -419,11 +471,23 @@ def write_model_card(folder: Path, config: AlignConfig, figures: dict) -> None:
            f"{figures['language_dev_intent_accuracy']:.1%}\n" if "language_dev_intent_accuracy" in figures else "")
         + (f"- dev intent accuracy on a language left out of the head and the classifier, averaged over the 10: "
            f"{figures['dev_unseen_language_accuracy']:.1%}\n" if "dev_unseen_language_accuracy" in figures else "")
+        + first_pass_line(figures.get("first_pass"))
         + "\n"
         f"Rebuild: `babelbot encoder train --config tuning/configs/{config.name}.yaml`. Full evaluation: "
         f"`babelbot eval transfer`, report: `babelbot report transfer`.\n",
         encoding="utf-8",
     )
+
+
+def first_pass_line(first_pass: dict | None) -> str:
+    if first_pass is None:
+        return ""
+    if first_pass["threshold"] is None:
+        return "- no first pass on USE's vectors: every threshold tried cost dev accuracy\n"
+    chosen = f"{first_pass['threshold']:g}"
+    shares = ", ".join(f"{grid[chosen]['answered']:.0%} of {name} ({grid[chosen]['accuracy']:.1%} against "
+                       f"{grid['encoder alone']['accuracy']:.1%} without it)" for name, grid in first_pass["dev"].items())
+    return f"- first pass on USE's vectors alone, at confidence ≥ {chosen}: answers {shares}\n"
 
 
 def main(args) -> int:

@@ -14,6 +14,9 @@ copies of `tuning.align.classifier_data` where the backbone's dev choice turns t
     e5-small+aligned     the same plus the InfoNCE head
     e5-small+use-v3      the two side by side, USE's half only for the languages USE knows
     e5-small+use-v3+aligned  the same plus the InfoNCE head: the router's encoder
+    e5-small+use-v3+aligned+first-pass  the router's intents: the first pass on USE's
+                         vectors alone answers the messages it is sure of, the encoder the rest
+                         (its threshold chosen on the dev sets, as `babelbot encoder train` does)
 
 Test splits, never trained or tuned on: `data/router_eval` (the 10 training languages) and
 `data/transfer_eval` (it, id, tr, ko, vi: languages with no training data at all).
@@ -28,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from babelbot.encoders import load_backbone, normalize_rows, one_blas_thread, softmax_rows
+from babelbot.encoders import AlignedEncoder, load_backbone, normalize_rows, one_blas_thread, softmax_rows
+from babelbot.labels import INTENTS
 from babelbot.languages import TRAINING_LANGUAGES
 from babelbot.paths import DATA_DIR
 from bot.intents import NO_POLICY_INTENTS, NaiveBayesIntents, topic_scores
@@ -39,6 +43,7 @@ from tuning.align import (
     classifier_data,
     classifier_inputs,
     classify,
+    fit_first_pass,
     intent_examples,
     mean_off_diagonal,
     parallel_groups,
@@ -56,7 +61,8 @@ log = logging.getLogger(__name__)
 NEW_LANGUAGES = ("it", "id", "tr", "ko", "vi")
 TRAIN_SETS = ("en", "all")
 BACKBONE_NAMES = ("base-model", "use-v3", "e5-small", "e5-small+use-v3")
-SHIPPED_METHOD = "e5-small+use-v3+aligned"
+SHIPPED_ENCODER = "e5-small+use-v3+aligned"  # the router's vectors
+SHIPPED_METHOD = SHIPPED_ENCODER + "+first-pass"  # the router's intents
 IDENTITY_WEIGHTS = (1.0, 10.0, 100.0, 1000.0, 10000.0)  # candidates for AlignConfig.identity_weight, chosen on dev
 
 
@@ -103,7 +109,8 @@ def evaluate_transfer(root: Path = DATA_DIR, backbones: tuple[str, ...] = BACKBO
     train_groups = [g for g in groups if g.split == "train"]
     test_groups = [g for g in groups if g.split == "test" and g.intent is not None]
     speed_texts = [e.text for e in tests[::9]][:50]
-    results: dict = {"intent": {}, "retrieval": {}, "knowledge": {}, "speed_ms": {}, "alignment": {},
+    dev_sets = {"dev turns": [e for e in examples if e.split == "dev"], "language_dev": unseen}
+    results: dict = {"intent": {}, "retrieval": {}, "knowledge": {}, "speed_ms": {}, "alignment": {}, "first_pass": {},
                      "sizes": {"train_en": len(train["en"]), "train_all": len(train["all"]), "test": len(tests),
                                "retrieval_groups": len(test_groups), "parallel_train_groups": len(train_groups)}}
 
@@ -148,6 +155,10 @@ def evaluate_transfer(root: Path = DATA_DIR, backbones: tuple[str, ...] = BACKBO
                                                   config.classifier_l2, config.classifier_steps, config.seed)
                 predicted = classify(embed([e.text for e in tests]), weights, bias_)
                 results["intent"][method][name] = per_language_accuracy(predicted, tests)
+                if aligned and hasattr(backbone, "use_half"):
+                    router = AlignedEncoder(SHIPPED_METHOD, backbone, head, bias, weights, bias_)
+                    results["intent"].setdefault(SHIPPED_METHOD, {})[name], results["first_pass"][name] = \
+                        first_pass_accuracy(router, vectors, texts, intents, dev_sets, tests, config)
             results["retrieval"][method] = retrieval_matrix(test_groups, embed, TRAINING_LANGUAGES)
 
             def probabilities(vectors, weights=weights, bias_=bias_):  # the classifier trained on all languages
@@ -163,7 +174,29 @@ def evaluate_transfer(root: Path = DATA_DIR, backbones: tuple[str, ...] = BACKBO
             results["speed_ms"][method] = speed_ms(
                 lambda text, p=project: p(backbone.embed([text])), lambda texts, p=project: p(backbone.embed(texts)), speed_texts
             )
+        if SHIPPED_METHOD in results["intent"]:  # the router trained on all languages, as it reads messages
+            results["speed_ms"][SHIPPED_METHOD] = speed_ms(lambda text: router.read([text]), router.read, speed_texts)
     return results
+
+
+def first_pass_accuracy(encoder: AlignedEncoder, vectors: VectorCache, texts: list[str], intents: list[str],
+                        dev_sets: dict, tests, config: AlignConfig) -> tuple[dict[str, float], dict]:
+    """Per-language test accuracy of `encoder` behind its first pass, fitted on `texts` with
+    its threshold chosen on `dev_sets`; and the first pass's figures (threshold, dev grid,
+    share of the test messages it answered)."""
+    encoder.first_pass, figures = fit_first_pass(encoder, vectors, texts, intents, dev_sets, config)
+    raw = vectors([e.text for e in tests])
+    probabilities = encoder.intent_probabilities(encoder.project(raw))
+    answered = np.zeros(len(tests), bool)
+    if encoder.first_pass is not None:
+        use = vectors.backbone.use_part(raw)
+        quick = encoder.first_pass.probabilities(use)
+        answered = encoder.first_pass.answers(use, quick)
+        probabilities = np.where(answered[:, None], quick, probabilities)
+    languages = dict.fromkeys(e.language for e in tests)
+    figures["answered_on_test"] = {lang: float(np.mean([a for a, e in zip(answered, tests) if e.language == lang]))
+                                   for lang in languages}
+    return per_language_accuracy([INTENTS[i] for i in np.argmax(probabilities, axis=1)], tests), figures
 
 
 # -- summaries and the report ----------------------------------------------------------------
@@ -240,6 +273,7 @@ def write_report(results_dir: Path) -> Path:
             for method, by_train in results["intent"].items()
         ]))
     parts.append(losses_section(results, languages))
+    parts.append(first_pass_section(results))
     methods = list(results["intent"])
     figure, axes = plt.subplots(1, 2, figsize=(16, 4.5))
     for ax, train_set in zip(axes, TRAIN_SETS):
@@ -271,7 +305,7 @@ def write_report(results_dir: Path) -> Path:
          f"{mean_off_diagonal(results['retrieval'][name + '+aligned']):.1%}"]
         for name in results["retrieval"] if not name.endswith("+aligned")
     ]))
-    aligned = SHIPPED_METHOD if SHIPPED_METHOD in results["retrieval"] else next(
+    aligned = SHIPPED_ENCODER if SHIPPED_ENCODER in results["retrieval"] else next(
         m for m in results["retrieval"] if m.endswith("+aligned")
     )
     figure, axes = plt.subplots(1, 2, figsize=(12, 5))
@@ -301,6 +335,29 @@ def write_report(results_dir: Path) -> Path:
     report = results_dir / "REPORT.md"
     report.write_text("\n".join(parts), encoding="utf-8")
     return report
+
+
+def first_pass_section(results: dict) -> str:
+    """The router's first pass: its threshold and grid on dev, and how much of the test it answered."""
+    if not results.get("first_pass"):
+        return ""
+    rows = []
+    for train_set, figures in results["first_pass"].items():
+        answered = figures["answered_on_test"]
+        rows.append([train_set, "none" if figures["threshold"] is None else f"{figures['threshold']:g}",
+                     f"{macro(answered, TRAINING_LANGUAGES):.0%}", f"{macro(answered, NEW_LANGUAGES):.0%}"])
+    grid = results["first_pass"][TRAIN_SETS[-1]]["dev"]
+    settings = list(next(iter(grid.values())))
+    grid_rows = [[setting] + [f"{grid[name][setting]['accuracy']:.1%} ({grid[name][setting]['answered']:.0%})"
+                              for name in grid] for setting in settings]
+    return ("\n## The router's first pass\n\n"
+            "The router takes a message's intent from a classifier on USE v3's vectors alone when that classifier is "
+            "sure enough and USE knows the message's language; otherwise e5 runs too and the aligned encoder decides. "
+            "The threshold is the lowest that costs no macro accuracy on the dev turns nor on data/language_dev.\n\n"
+            + _table(["classifier trained on", "threshold", "test answered, 10 training languages",
+                      "test answered, it/id/tr/ko/vi"], rows)
+            + f"\n\nDev grid, classifier trained on {TRAIN_SETS[-1]}: macro accuracy (share answered by the first pass).\n\n"
+            + _table(["threshold"] + list(grid), grid_rows))
 
 
 def losses_section(results: dict, languages: list[str]) -> str:
