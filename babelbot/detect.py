@@ -162,6 +162,12 @@ def evidence(text: str) -> str:
     return " ".join(text.split())
 
 
+def clear_caches() -> None:
+    """Forget the texts seen so far, so a benchmark reads every message afresh."""
+    _lingua_confidences.cache_clear()
+    evidence.cache_clear()
+
+
 def _iso(language: Language) -> str:
     return language.iso_code_639_1.name.lower()
 

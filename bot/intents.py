@@ -4,8 +4,9 @@
 `babelbot.encoders`, so an intent learned in the training languages is recognised in any
 language the backbone knows, and the same embedding finds the knowledge-base topics the
 message is about. Its first pass (`AlignedEncoder.read`) answers the messages USE v3's
-vectors alone classify with confidence, so e5 runs only for the rest. `NaiveBayesIntents` (character n-grams, trained in milliseconds from
-`data/intents/seed.jsonl`) is the fallback when no encoder is installed, and a baseline.
+vectors alone classify with confidence, so e5 runs only for the rest. `NaiveBayesIntents`
+(character n-grams, trained in milliseconds from `data/intents/seed.jsonl`) is the fallback
+when no encoder is installed, and a baseline.
 """
 
 import json

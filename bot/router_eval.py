@@ -11,6 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from babelbot.config import load_config
+from babelbot.detect import clear_caches
 from babelbot.languages import TRAINING_LANGUAGES
 from babelbot.paths import DATA_DIR
 from bot.app import BotConfig, build_router
@@ -18,10 +19,13 @@ from bot.app import BotConfig, build_router
 DEFAULT_DATA = DATA_DIR / "router_eval" / "messages.jsonl"
 
 
-def evaluate(router, rows: list[dict]) -> dict:
+def evaluate(router, rows: list[dict], rounds: int = 3) -> dict:
+    """Accuracy per language from routing each row once; latency from that, and with and
+    without the encoder's first pass over `rounds` alternating rounds."""
     per_language = defaultdict(lambda: {"n": 0, "language_ok": 0, "intent_ok": 0})
     latencies_ms = []
     errors = []
+    clear_caches()
     for row in rows:
         start = time.perf_counter()
         route = router.route(row["text"])
@@ -42,9 +46,7 @@ def evaluate(router, rows: list[dict]) -> dict:
             "intent_accuracy": sum(r["intent_ok"] for r in rows_) / n if n else None,
         }
 
-    start = time.perf_counter()
-    router.route_many([row["text"] for row in rows])
-    batch_ms = (time.perf_counter() - start) * 1000 / max(len(rows), 1)
+    batch_ms = batch_latency(router, [row["text"] for row in rows])
     others = sorted(set(per_language) - set(TRAINING_LANGUAGES))
     latencies_ms.sort()
     return {
@@ -61,7 +63,46 @@ def evaluate(router, rows: list[dict]) -> dict:
             "batch_per_message": batch_ms,
         },
         "errors": errors,
+        "first_pass": first_pass_comparison(router, [row["text"] for row in rows], rounds),
     }
+
+
+def batch_latency(router, texts: list[str]) -> float:
+    """ms a message, routing `texts` in one batch, none seen before."""
+    clear_caches()
+    start = time.perf_counter()
+    router.route_many(texts)
+    return (time.perf_counter() - start) * 1000 / max(len(texts), 1)
+
+
+def single_latencies(router, texts: list[str]) -> list[float]:
+    clear_caches()
+    latencies = []
+    for text in texts:
+        start = time.perf_counter()
+        router.route(text)
+        latencies.append((time.perf_counter() - start) * 1000)
+    return latencies
+
+
+def first_pass_comparison(router, texts: list[str], rounds: int = 3) -> dict | None:
+    """Route latency with the encoder's first pass and without it, side by side in alternating
+    rounds (this machine's speed drifts); the median of the rounds. None without a first pass."""
+    encoder = getattr(router.intents, "encoder", None)
+    if encoder is None or encoder.first_pass is None:
+        return None
+    first_pass, runs = encoder.first_pass, defaultdict(list)
+    try:
+        for _ in range(rounds):
+            for name, setting in (("with first pass", first_pass), ("without", None)):
+                encoder.first_pass = setting
+                runs[name].append({"median": statistics.median(single_latencies(router, texts)),
+                                   "batch_per_message": batch_latency(router, texts)})
+    finally:
+        encoder.first_pass = first_pass
+    return {"rounds": rounds} | {
+        name: {key: statistics.median(run[key] for run in by_round) for key in ("median", "batch_per_message")}
+        for name, by_round in runs.items()}
 
 
 def markdown_table(metrics: dict) -> str:
@@ -76,6 +117,12 @@ def markdown_table(metrics: dict) -> str:
     latency = metrics["latency_ms"]
     lines.append(f"\nRoute latency per message: median {latency['median']:.2f} ms, p95 {latency['p95']:.2f} ms "
                  f"({latency['messages']} messages one at a time); {latency['batch_per_message']:.2f} ms a message in one batch.")
+    if comparison := metrics.get("first_pass"):
+        with_, without = comparison["with first pass"], comparison["without"]
+        lines.append(f"\nSide by side, median of {comparison['rounds']} alternating rounds: "
+                     f"{with_['median']:.2f} ms with the encoder's first pass against {without['median']:.2f} ms without "
+                     f"({without['median'] / with_['median']:.1f}× faster); "
+                     f"in one batch {with_['batch_per_message']:.2f} against {without['batch_per_message']:.2f} ms a message.")
     return "\n".join(lines) + "\n"
 
 
