@@ -245,6 +245,13 @@ class FirstPass:
         """Per row: whether the first pass answers (USE knows the message, and is sure enough)."""
         return use_vectors.any(axis=1) & (probabilities.max(axis=1) >= self.threshold)
 
+    def decide(self, use_vectors: np.ndarray, encoder_probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities, answered) when the encoder's probabilities are at hand already (in
+        evaluation): the first pass's where it answers, the encoder's elsewhere."""
+        quick = self.probabilities(use_vectors)
+        answered = self.answers(use_vectors, quick)
+        return np.where(answered[:, None], quick, encoder_probabilities), answered
+
 
 @dataclass
 class IntentReading:

@@ -394,18 +394,17 @@ def fit_first_pass(encoder: AlignedEncoder, vectors: VectorCache, texts: list[st
     grid = {}
     for name, rows in dev_sets.items():
         raw = vectors([e.text for e in rows])
-        full = encoder.intent_probabilities(encoder.project(raw)).argmax(axis=1)
+        full = encoder.intent_probabilities(encoder.project(raw))
         use_rows = backbone.use_part(raw)
-        quick = FirstPass(weights, bias, 0.0).probabilities(use_rows)
 
-        def macro(predicted, rows=rows) -> float:
-            return float(np.mean(list(per_language_accuracy([INTENTS[i] for i in predicted], rows).values())))
+        def macro(probabilities, rows=rows) -> float:
+            predicted = [INTENTS[i] for i in probabilities.argmax(axis=1)]
+            return float(np.mean(list(per_language_accuracy(predicted, rows).values())))
 
         grid[name] = {"encoder alone": {"accuracy": macro(full), "answered": 0.0}}
         for threshold in config.first_pass_thresholds:
-            answered = FirstPass(weights, bias, threshold).answers(use_rows, quick)
-            grid[name][f"{threshold:g}"] = {"accuracy": macro(np.where(answered, quick.argmax(axis=1), full)),
-                                            "answered": float(answered.mean())}
+            probabilities, answered = FirstPass(weights, bias, threshold).decide(use_rows, full)
+            grid[name][f"{threshold:g}"] = {"accuracy": macro(probabilities), "answered": float(answered.mean())}
     costless = [t for t in config.first_pass_thresholds
                 if all(g[f"{t:g}"]["accuracy"] >= g["encoder alone"]["accuracy"] for g in grid.values())]
     threshold = min(costless, default=None)

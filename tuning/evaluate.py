@@ -191,7 +191,7 @@ def cut_at_stop(text: str, stops) -> str:
 
 def reply_scores(replies: list[str], examples: list[Example], detector: LanguageDetector) -> dict:
     """chrF against the references and the right-language share; every (reference, reply)
-    pair is kept, for the significance test of `chrf_p_values`."""
+    pair is kept, for the significance test of `chrf_p_value`."""
     import sacrebleu
 
     targets = [e.target for e in examples]

@@ -189,10 +189,7 @@ def first_pass_accuracy(encoder: AlignedEncoder, vectors: VectorCache, texts: li
     probabilities = encoder.intent_probabilities(encoder.project(raw))
     answered = np.zeros(len(tests), bool)
     if encoder.first_pass is not None:
-        use = vectors.backbone.use_part(raw)
-        quick = encoder.first_pass.probabilities(use)
-        answered = encoder.first_pass.answers(use, quick)
-        probabilities = np.where(answered[:, None], quick, probabilities)
+        probabilities, answered = encoder.first_pass.decide(vectors.backbone.use_part(raw), probabilities)
     languages = dict.fromkeys(e.language for e in tests)
     figures["answered_on_test"] = {lang: float(np.mean([a for a, e in zip(answered, tests) if e.language == lang]))
                                    for lang in languages}
