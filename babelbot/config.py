@@ -37,7 +37,11 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         except (TypeError, ValueError):
             raise ConfigError(f"{key}: expected {annotation.__name__}, got {value!r}") from None
     if origin in (list, tuple):
-        items = value.split(",") if isinstance(value, str) else list(value)
+        # "a,b" and YAML's "[a, b]" both read as a list on the command line.
+        if isinstance(value, str):
+            items = [item.strip() for item in value.strip().strip("[]").split(",") if item.strip()]
+        else:
+            items = list(value)
         (item_type, *_) = typing.get_args(annotation) or (str,)
         return origin(_coerce(item, item_type, key) for item in items)
     return value

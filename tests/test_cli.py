@@ -64,6 +64,7 @@ class Outer:
     rate: float = 0.5
     flag: bool = False
     device: str | None = None
+    tags: list[str] = field(default_factory=list)
     inner: Inner = field(default_factory=Inner)
 
 
@@ -80,6 +81,9 @@ def test_load_config_file_and_overrides(tmp_path):
         load_config(Outer, None, ["inner.size=0"])
     with pytest.raises(ConfigError, match="key=value"):
         load_config(Outer, None, ["rate"])
+    # Lists on the command line: comma-separated, or written as in YAML
+    assert load_config(Outer, None, ["tags=es,de"]).tags == ["es", "de"]
+    assert load_config(Outer, None, ["tags=[es, de]"]).tags == ["es", "de"]
 
 
 def test_bot_config_defaults_are_valid():

@@ -170,7 +170,8 @@ def test_4bit_qlora(tiny_model_dir, tmp_path):
     assert tune(config).metrics["quantize"] == "4bit"
 
 
-def test_eval_compares_base_and_adapters(tiny_model_dir, tiny_adapters_dir, tmp_path):
+def test_eval_compares_base_and_adapters(tiny_model_dir, tiny_adapters_dir, tmp_path, capsys):
+    from babelbot.cli import main as cli_main
     from tuning.evaluate import EvalConfig, evaluate, markdown_table, plot_heatmap
 
     report = evaluate(EvalConfig(model=str(tiny_model_dir), adapters_dir=str(tiny_adapters_dir), languages=["es"],
@@ -216,6 +217,15 @@ def test_eval_compares_base_and_adapters(tiny_model_dir, tiny_adapters_dir, tmp_
     assert [s["reference"] for s in dev["results"][0]["samples"]] == dev_targets != [e.target for e in examples]
     with pytest.raises(ValueError, match="split must be dev or test"):
         EvalConfig(split="train")
+    with pytest.raises(ValueError, match=r"languages must be among .* got \['xx'\]"):
+        EvalConfig(languages=["es", "xx"])
+    # Nothing to measure is said plainly, before any file is written
+    empty_data = tmp_path / "empty-data"
+    empty_data.mkdir()
+    code = cli_main(["eval", "adapters", f"model={tiny_model_dir}", f"adapters_dir={tmp_path / 'no-adapters'}",
+                     f"data_dir={empty_data}", "languages=es", "tasks=reply", f"out={tmp_path / 'empty-eval'}"])
+    assert code == 2 and "nothing to evaluate: no test examples" in capsys.readouterr().err
+    assert not (tmp_path / "empty-eval").exists()
 
 
 def test_chrf_difference_to_the_base_model_gets_a_p_value():

@@ -57,6 +57,9 @@ class EvalConfig:
 
     def __post_init__(self):
         self.languages = self.languages or list(TRAINING_LANGUAGES)
+        unknown = [language for language in self.languages if language not in TRAINING_LANGUAGES]
+        if unknown:
+            raise ValueError(f"languages must be among {TRAINING_LANGUAGES} (written like languages=es,de), got {unknown}")
         if self.tasks and any(task not in TASKS for task in self.tasks):
             raise ValueError(f"tasks must be among {TASKS}, got {self.tasks}")
         if self.limit < 0:
@@ -307,7 +310,7 @@ def plot_heatmap(report: dict, path: Path, metric: str = "chrf") -> None:
 
 
 def main(args) -> int:
-    from babelbot.config import load_config
+    from babelbot.config import ConfigError, load_config
 
     config = load_config(EvalConfig, args.config, args.overrides)
     out = Path(config.out)
@@ -319,6 +322,9 @@ def main(args) -> int:
         else:
             print(f"{out / 'metrics.json'} was measured with other settings ({', '.join(RESULT_SETTINGS)}); measuring afresh")
     report = evaluate(config, previous)
+    if not report["results"]:
+        raise ConfigError(f"nothing to evaluate: no {config.split} examples for tasks {config.tasks or 'with an adapter'} "
+                          f"in languages {config.languages} under {config.data_dir}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     table = markdown_table(report) + "\n" + methods_table(report, Path(config.adapters_dir))
