@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from peft import PeftModel
+from peft import PeftModel, get_peft_model
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
@@ -109,6 +109,24 @@ def test_a_run_starts_from_an_adapter_trained_on_another_machine(tiny_model_dir,
     assert second.metrics["steps"] == 1
     start, saved = (load_file(str(tmp_path / "adapters" / name / "adapter_model.safetensors")) for name in ("first", "second"))
     assert start.keys() == saved.keys() and all(torch.allclose(start[key], saved[key], atol=1e-6) for key in start)
+
+
+def test_a_soft_prompt_grows_in_front_and_cannot_shrink(tiny_model_dir, tmp_path):
+    tune(config_for(tiny_model_dir, tmp_path, name="first", method="prompt_tuning", num_virtual_tokens=4))
+    start = load_file(str(tmp_path / "adapters" / "first" / "adapter_model.safetensors"))["prompt_embeddings"]
+    grown = tune(config_for(tiny_model_dir, tmp_path, name="grown", method="prompt_tuning", num_virtual_tokens=6,
+                            init_adapter=str(tmp_path / "adapters" / "first"), max_steps=1, learning_rate=1e-12))
+    saved = load_file(str(tmp_path / "adapters" / "grown" / "adapter_model.safetensors"))["prompt_embeddings"]
+    assert grown.metrics["trainable_parameters"] == saved.numel() and saved.shape[0] == 6
+    assert torch.allclose(saved[2:], start, atol=1e-6)  # the trained tokens stay next to the input
+    fresh = load_model(str(tiny_model_dir), device="cpu", dtype="float32")[0]
+    text_init = get_peft_model(fresh, peft_config(config_for(tiny_model_dir, tmp_path, method="prompt_tuning",
+                                                             num_virtual_tokens=6), str(tiny_model_dir)))
+    assert torch.allclose(saved[:2], text_init.prompt_encoder["default"].embedding.weight[:2], atol=1e-6)
+
+    with pytest.raises(TuneError, match="4 virtual tokens, this run asks for 2; a soft prompt can grow but not shrink"):
+        tune(config_for(tiny_model_dir, tmp_path, name="shrunk", method="prompt_tuning", num_virtual_tokens=2,
+                        init_adapter=str(tmp_path / "adapters" / "first")))
 
 
 def test_keep_best_saves_the_weights_with_the_lowest_dev_loss(tiny_model_dir, tmp_path):

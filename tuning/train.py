@@ -198,27 +198,39 @@ def load_base(config: TuneConfig, device: str):
     return model, tokenizer
 
 
-def adapter_to_continue(base, folder: Path, method: str):
+def adapter_to_continue(base, folder: Path, config: TuneConfig, model_path: str):
     """A saved adapter, trainable, as the starting point of a new run (few-shot transfer).
     Built fresh from the saved config, then given the saved weights: PEFT refuses to load a
-    prompt-tuning adapter as trainable."""
+    prompt-tuning adapter as trainable. A soft prompt can grow: asked for more virtual tokens
+    than it has, the new ones start from `prompt_init_text` and go in front, so the trained
+    ones keep their distance to the input."""
     from peft import PeftConfig, get_peft_model, set_peft_model_state_dict
     from safetensors.torch import load_file
 
     try:
         peft_type = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))["peft_type"]
+        weights = load_file(str(folder / "adapter_model.safetensors"))
     except (OSError, ValueError, KeyError) as error:
         raise TuneError(f"init_adapter={folder}: not a PEFT adapter folder ({error})") from None
-    if peft_type != {"lora": "LORA", "prompt_tuning": "PROMPT_TUNING"}[method]:
-        raise TuneError(f"init_adapter={folder} is {peft_type}, this run trains {method}; use a matching adapter")
+    if peft_type != {"lora": "LORA", "prompt_tuning": "PROMPT_TUNING"}[config.method]:
+        raise TuneError(f"init_adapter={folder} is {peft_type}, this run trains {config.method}; use a matching adapter")
     saved = PeftConfig.from_pretrained(str(folder))
     saved.inference_mode = False
     if peft_type == "PROMPT_TUNING":
+        if config.num_virtual_tokens < saved.num_virtual_tokens:
+            raise TuneError(f"init_adapter={folder} has {saved.num_virtual_tokens} virtual tokens, this run asks for "
+                            f"{config.num_virtual_tokens}; a soft prompt can grow but not shrink")
+        if config.num_virtual_tokens > saved.num_virtual_tokens:
+            model = get_peft_model(base, peft_config(config, model_path))
+            embedding = model.prompt_encoder[model.active_adapter].embedding.weight
+            with torch.no_grad():
+                embedding[-saved.num_virtual_tokens :] = weights["prompt_embeddings"].to(embedding)
+            return model
         # The saved weights replace the initial prompt below, so do not start it from text:
         # that would load the tokenizer the adapter names, which may be on another machine.
         saved.prompt_tuning_init = "RANDOM"
     model = get_peft_model(base, saved)
-    set_peft_model_state_dict(model, load_file(str(folder / "adapter_model.safetensors")))
+    set_peft_model_state_dict(model, weights)
     return model
 
 
@@ -343,7 +355,7 @@ def tune(config: TuneConfig) -> TuneResult:
         base.gradient_checkpointing_enable()
         base.enable_input_require_grads()
     if config.init_adapter:
-        model = adapter_to_continue(base, Path(config.init_adapter), config.method)
+        model = adapter_to_continue(base, Path(config.init_adapter), config, model_path)
     else:
         model = get_peft_model(base, peft_config(config, model_path))
     trainable, total = model.get_nb_trainable_parameters()
