@@ -111,7 +111,7 @@ def test_a_run_starts_from_an_adapter_trained_on_another_machine(tiny_model_dir,
     assert start.keys() == saved.keys() and all(torch.allclose(start[key], saved[key], atol=1e-6) for key in start)
 
 
-def test_a_soft_prompt_grows_in_front_and_cannot_shrink(tiny_model_dir, tmp_path):
+def test_a_soft_prompt_grows_in_front_and_a_bad_start_is_refused(tiny_model_dir, tmp_path):
     tune(config_for(tiny_model_dir, tmp_path, name="first", method="prompt_tuning", num_virtual_tokens=4))
     start = load_file(str(tmp_path / "adapters" / "first" / "adapter_model.safetensors"))["prompt_embeddings"]
     grown = tune(config_for(tiny_model_dir, tmp_path, name="grown", method="prompt_tuning", num_virtual_tokens=6,
@@ -126,6 +126,10 @@ def test_a_soft_prompt_grows_in_front_and_cannot_shrink(tiny_model_dir, tmp_path
 
     with pytest.raises(TuneError, match="4 virtual tokens, this run asks for 2; a soft prompt can grow but not shrink"):
         tune(config_for(tiny_model_dir, tmp_path, name="shrunk", method="prompt_tuning", num_virtual_tokens=2,
+                        init_adapter=str(tmp_path / "adapters" / "first")))
+    (tmp_path / "adapters" / "first" / "adapter_model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(TuneError, match="not a PEFT adapter folder"):
+        tune(config_for(tiny_model_dir, tmp_path, name="corrupt", method="prompt_tuning",
                         init_adapter=str(tmp_path / "adapters" / "first")))
 
 

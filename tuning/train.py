@@ -205,12 +205,13 @@ def adapter_to_continue(base, folder: Path, config: TuneConfig, model_path: str)
     than it has, the new ones start from `prompt_init_text` and go in front, so the trained
     ones keep their distance to the input."""
     from peft import PeftConfig, get_peft_model, set_peft_model_state_dict
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
         peft_type = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))["peft_type"]
         weights = load_file(str(folder / "adapter_model.safetensors"))
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError, KeyError, SafetensorError) as error:
         raise TuneError(f"init_adapter={folder}: not a PEFT adapter folder ({error})") from None
     if peft_type != {"lora": "LORA", "prompt_tuning": "PROMPT_TUNING"}[config.method]:
         raise TuneError(f"init_adapter={folder} is {peft_type}, this run trains {config.method}; use a matching adapter")
