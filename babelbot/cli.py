@@ -10,9 +10,15 @@ import tempfile
 from pathlib import Path
 
 from babelbot.config import ConfigError, load_config
-from babelbot.models import ModelError
 from babelbot.paths import ADAPTERS_DIR
-from bot.store import StoreError
+
+# Errors whose message is for the user (module → class); only an imported module can raise one.
+USER_ERRORS = {"babelbot.config": "ConfigError", "babelbot.models": "ModelError", "bot.store": "StoreError",
+               "evals.answers": "AnswersError"}
+
+
+def user_error_types() -> tuple[type[Exception], ...]:
+    return tuple(getattr(sys.modules[module], name) for module, name in USER_ERRORS.items() if module in sys.modules)
 
 
 def _module_main(module: str):
@@ -25,14 +31,14 @@ def _module_main(module: str):
 
 
 def _bot_config(args):
-    from bot.app import BotConfig
+    from bot.config import BotConfig
 
     return load_config(BotConfig, args.config, args.overrides)
 
 
 def cmd_serve(args) -> int:
-    from bot.app import build_manager
-    from bot.web import build_demo
+    from bot.build import build_manager
+    from bot.frontends.web import build_demo
 
     config = _bot_config(args)
     demo = build_demo(build_manager(config))
@@ -43,8 +49,8 @@ def cmd_serve(args) -> int:
 
 
 def cmd_telegram(args) -> int:
-    from bot.app import build_manager
-    from bot.telegram_app import run
+    from bot.build import build_manager
+    from bot.frontends.telegram import run
 
     flags = {"webhook_url": args.webhook_url, "webhook_listen": args.listen, "webhook_port": args.port,
              "webhook_secret": args.secret, "base_url": args.base_url}
@@ -57,7 +63,7 @@ def cmd_telegram(args) -> int:
 
 def cmd_chat(args) -> int:
     """A terminal chat on the same dialogue manager; the session survives restarts."""
-    from bot.app import build_manager
+    from bot.build import build_manager
     from bot.router import route_label
 
     manager = build_manager(_bot_config(args))
@@ -107,8 +113,8 @@ def _jsonl_command(args, answer_many, batch_size: int = 1) -> int:
 
 
 def cmd_route(args) -> int:
-    from bot.app import build_router
-    from bot.dialogue import clean_text
+    from bot.build import build_router
+    from bot.text import clean_text
 
     router = build_router(_bot_config(args))
     # A file is routed 64 lines at a time (one encoder batch); stdin line by line, as it comes.
@@ -119,9 +125,9 @@ def cmd_route(args) -> int:
 
 
 def cmd_reply(args) -> int:
-    from bot.app import build_manager
-    from bot.dialogue import clean_text
+    from bot.build import build_manager
     from bot.store import Store
+    from bot.text import clean_text
 
     with tempfile.TemporaryDirectory() as scratch:
         # Every line is the first turn of a new conversation, kept out of the real database.
@@ -204,7 +210,7 @@ def cmd_data_check(args) -> int:
 
 
 def cmd_model_tiny(args) -> int:
-    from babelbot.models import build_tiny_model
+    from babelbot.testing import build_tiny_model
 
     print(build_tiny_model(Path(args.folder)))
     return 0
@@ -303,39 +309,39 @@ def build_parser() -> argparse.ArgumentParser:
     router_eval.add_argument("--data", default=None, help="JSONL with id, language, intent, text")
     router_eval.add_argument("--out", default="results/router", help="folder for metrics.json and table.md")
     router_eval.add_argument("overrides", nargs="*", metavar="key=value", help="bot settings, e.g. intent_encoder=none")
-    router_eval.set_defaults(run=_module_main("bot.router_eval"))
+    router_eval.set_defaults(run=_module_main("evals.router"))
     weights = evaluate.add_parser("language-weights", help="the language detector's weights on development data")
     weights.add_argument("--out", default="results/router", help="folder for language_weights.json and .md")
-    weights.set_defaults(run=_module_main("bot.language_weights"))
+    weights.set_defaults(run=_module_main("evals.language_weights"))
     adapters_eval = evaluate.add_parser("adapters", help="base model vs every adapter: loss, chrF, right language")
     adapters_eval.add_argument("--config", help="YAML with EvalConfig keys")
     adapters_eval.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. languages=es,fr limit=10")
-    adapters_eval.set_defaults(run=_module_main("tuning.evaluate"))
+    adapters_eval.set_defaults(run=_module_main("evals.adapters"))
     latency = evaluate.add_parser("latency", help="model load, first-piece and full-reply latency on the default model")
     latency.add_argument("--out", default="results/latency", help="folder for metrics.json and table.md")
-    latency.set_defaults(run=_module_main("bot.latency_eval"))
+    latency.set_defaults(run=_module_main("evals.latency"))
     transfer = evaluate.add_parser("transfer", help="cross-lingual intent routing and retrieval, every method, same splits")
     transfer.add_argument("--out", default="results/transfer", help="folder for metrics.json, REPORT.md and plots")
     transfer.add_argument("--backbones", nargs="+", default=["base-model", "use-v3", "e5-small", "e5-small+use-v3"],
                           help="embedding backbones to compare (naive Bayes always runs)")
-    transfer.set_defaults(run=_module_main("tuning.transfer"))
+    transfer.set_defaults(run=_module_main("evals.transfer"))
     fewshot = evaluate.add_parser(
         "fewshot", help="few-shot reply adaptation curves: k examples, LoRA vs prompt tuning, scratch vs English start"
     )
     fewshot.add_argument("--config", help="YAML with FewShotConfig keys")
     fewshot.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. languages=fr,hi test_turns=8")
-    fewshot.set_defaults(run=_module_main("tuning.fewshot"))
+    fewshot.set_defaults(run=_module_main("evals.fewshot"))
     report = commands.add_parser("report", help="reports rebuilt from saved results").add_subparsers(dest="what", required=True)
     transfer_report = report.add_parser("transfer", help="REPORT.md and plots from `babelbot eval transfer` results")
     transfer_report.add_argument("--results", default="results/transfer")
-    transfer_report.set_defaults(run=lambda args: importlib.import_module("tuning.transfer").report_main(args))
+    transfer_report.set_defaults(run=lambda args: importlib.import_module("evals.transfer").report_main(args))
     bench = commands.add_parser("bench", help="benchmarks").add_subparsers(dest="what", required=True)
     telegram_bench = bench.add_parser("telegram", help="N chats at once against a local Bot API server")
     telegram_bench.add_argument("models", nargs="+", help="model specs to compare, e.g. gemma-3-270m ./tiny-model")
     telegram_bench.add_argument("--chats", type=int, default=20)
     telegram_bench.add_argument("--max-new-tokens", type=int, default=32)
     telegram_bench.add_argument("--out", default="results/telegram")
-    telegram_bench.set_defaults(run=_module_main("bot.telegram_bench"))
+    telegram_bench.set_defaults(run=_module_main("bench.telegram"))
     serve_bench = bench.add_parser("serve", help="batch engine vs serial PEFT vs PEFT adapter_names: N sessions, K adapters")
     serve_bench.add_argument("--model", default="gemma-3-270m")
     serve_bench.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 16, 32])
@@ -346,20 +352,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve_bench.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"],
                              help="run every method in each precision (bf16 matmuls are faster on CPUs with AVX512-BF16 or AMX)")
     serve_bench.add_argument("--out", default="results/serve")
-    serve_bench.set_defaults(run=_module_main("bot.serve_bench"))
+    serve_bench.set_defaults(run=_module_main("bench.serve"))
     serve_gpu = bench.add_parser("serve-gpu", help="the serving benchmark on a CUDA GPU in larger models' shapes, "
                                                    "against the memory-bandwidth roofline")
-    serve_gpu.add_argument("--models", nargs="+", default=["gemma-3-1b", "qwen2.5-1.5b"], help="shapes in bot/gpu_models/")
+    serve_gpu.add_argument("--models", nargs="+", default=["gemma-3-1b", "qwen2.5-1.5b"], help="shapes in bench/gpu_models/")
     serve_gpu.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 16, 32])
     serve_gpu.add_argument("--adapters", type=int, nargs="+", default=[1, 8])
     serve_gpu.add_argument("--new-tokens", type=int, default=32)
     serve_gpu.add_argument("--bandwidth-tbs", type=float, default=4.8, help="GPU memory bandwidth, TB/s (H200: 4.8)")
     serve_gpu.add_argument("--out", default="results/serve-gpu")
-    serve_gpu.set_defaults(run=_module_main("bot.serve_gpu"))
+    serve_gpu.set_defaults(run=_module_main("bench.serve_gpu"))
     tune_gpu = bench.add_parser("tune-gpu", help="QLoRA 4-bit vs bf16 LoRA training on a CUDA GPU")
     tune_gpu.add_argument("--steps", type=int, default=300)
     tune_gpu.add_argument("--out", default="results/tune-gpu")
-    tune_gpu.set_defaults(run=_module_main("tuning.gpu_check"))
+    tune_gpu.set_defaults(run=_module_main("bench.tune_gpu"))
     return parser
 
 
@@ -372,7 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return args.run(args)
-    except (ConfigError, ModelError, StoreError) as error:
+    except Exception as error:
+        if not isinstance(error, user_error_types()):
+            raise
         print(f"babelbot: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

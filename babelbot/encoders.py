@@ -123,7 +123,7 @@ class E5UseBackbone:
     name = "e5-small+use-v3"
 
     def __init__(self):
-        from babelbot.detect import LanguageDetector
+        from babelbot.language_id import LanguageDetector
 
         self.e5, self.use = E5Backbone(), UseBackbone()
         self.dim = self.e5.dim + self.use.dim

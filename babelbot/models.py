@@ -18,7 +18,6 @@ from importlib import resources
 from importlib.util import find_spec
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
@@ -129,6 +128,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path, source: dict) -> Path:
     The folder is written beside its final place and renamed at the end, so an interrupted
     conversion never leaves a folder that looks finished.
     """
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     steps = tqdm(total=3, desc=f"convert {gguf_path.name}", unit="step")
@@ -248,11 +248,15 @@ def model_fingerprint(source: str) -> str:
 
 
 def default_device() -> str:
+    import torch  # here, not at the top: commands that load no model start without it
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+def resolve_dtype(dtype: str, device: str) -> "torch.dtype":  # noqa: F821
     """`auto` is fp32 on CPU (fast and exact there) and bf16 on CUDA."""
+    import torch
+
     if dtype == "auto":
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
     try:
@@ -298,32 +302,3 @@ def contiguous_output_projection(model) -> None:
     output = model.get_output_embeddings()
     if output is not None:
         output.register_forward_pre_hook(lambda module, args: (args[0].contiguous(), *args[1:]))
-
-
-def build_tiny_model(folder: Path) -> Path:
-    """A randomly initialised 2-layer Llama with a byte-level BPE tokenizer trained on the
-    knowledge base: loads and generates in milliseconds, for tests and smoke runs. Its
-    replies are random text."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    from prompts.knowledge import KNOWLEDGE_DIR
-
-    texts = [path.read_text(encoding="utf-8") for path in sorted(KNOWLEDGE_DIR.glob("*.yaml"))]
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=512, special_tokens=["<pad>", "<bos>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tokenizer.train_from_iterator(texts, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=1024, bos_token_id=fast.bos_token_id,
-        eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id,
-    )
-    LlamaForCausalLM(config).save_pretrained(folder)
-    fast.save_pretrained(folder)
-    return folder

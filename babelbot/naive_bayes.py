@@ -1,7 +1,7 @@
 """Character n-gram naive Bayes: a text classifier that trains in milliseconds.
 
 Two uses: the first intent detector (`bot.intents.NaiveBayesIntents`, labels = intents) and
-the support-domain language model that `babelbot.detect` weighs lingua's verdict with
+the support-domain language model that `babelbot.language_id` weighs lingua's verdict with
 (labels = the languages we serve).
 """
 

@@ -9,16 +9,15 @@ language and never reach the model.
 """
 
 import logging
-import re
-import unicodedata
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from adapters.registry import choose_adapter
 from babelbot.languages import language_name
+from bot.config import DialogueSettings
 from bot.engine import Engine
 from bot.router import Route, Router
 from bot.store import Session, Store
+from bot.text import clean_text
 from prompts.formats import Turn
 from prompts.knowledge import INTENT_TOPICS, entries_for_topics
 from prompts.locales import locale_for
@@ -27,26 +26,6 @@ from prompts.tasks import reply_prompt, summarize_prompt, transcript_text, trans
 log = logging.getLogger(__name__)
 
 RESET_COMMAND = "/reset"
-# C0/C1 control characters other than tab and newline, and lone surrogates.
-_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
-
-
-@dataclass
-class DialogueSettings:
-    """Limits of one conversation."""
-
-    max_message_chars: int = 1500  # longer messages get a notice; keeps one turn well inside the window
-    context_tokens: int = 2048  # prompt budget: older turns are dropped to fit (CPU prefill cost grows with it)
-    default_language: str = "en"  # for the first message when it is too short to tell
-
-    def __post_init__(self):
-        if self.max_message_chars < 1 or self.context_tokens < 256:
-            raise ValueError("max_message_chars must be >= 1 and context_tokens >= 256")
-
-
-def clean_text(text: str) -> str:
-    """NFC-normalised text without control characters or invalid surrogates, trimmed."""
-    return _UNPRINTABLE.sub("", unicodedata.normalize("NFC", text)).strip()
 
 
 class Reply:

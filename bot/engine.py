@@ -9,42 +9,13 @@ one another.
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from adapters.registry import AdapterCard
 from bot.batch_engine import AdapterError, BatchEngine, Sampling
+from bot.config import GenerationSettings, ServingSettings
 from prompts.formats import Prompt, PromptFormat, format_for
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class GenerationSettings:
-    """How replies are generated."""
-
-    max_new_tokens: int = 96  # reply length cap; ~10 s at 9 tokens/s on 2 CPU cores
-    temperature: float = 0.0  # 0 is greedy: the same question gets the same answer
-    top_p: float = 0.9  # nucleus sampling, used only when temperature > 0
-    repetition_penalty: float = 1.0  # >1 also penalises copying the knowledge base from the prompt
-
-    def __post_init__(self):
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-
-
-@dataclass
-class ServingSettings:
-    """How requests share the model (bot/batch_engine.py)."""
-
-    max_batch: int = 32  # requests decoding together; more wait for a free row
-    prefill_chunk: int = 256  # prompt tokens prefilled per step, so long prompts do not stall decoding
-    max_resident_adapters: int = 16  # adapters in memory at once; the least recently used one goes first
-
-    def __post_init__(self):
-        if min(self.max_batch, self.prefill_chunk, self.max_resident_adapters) < 1:
-            raise ValueError(f"serving settings must be positive: {self}")
 
 
 class StopFilter:

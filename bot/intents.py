@@ -20,13 +20,13 @@ import numpy as np
 from babelbot.encoders import AlignedEncoder, EncoderError, load_encoder, one_blas_thread
 from babelbot.labels import INTENTS
 from babelbot.naive_bayes import NaiveBayes
-from babelbot.paths import ADAPTERS_DIR, DATA_DIR
+from babelbot.paths import DATA_DIR
+from bot.config import DEFAULT_ENCODER
 from prompts.knowledge import INTENT_TOPICS, TOPICS, knowledge_base
 
 log = logging.getLogger(__name__)
 
 SEED_FILE = DATA_DIR / "intents" / "seed.jsonl"
-DEFAULT_ENCODER = ADAPTERS_DIR / "encoder-e5-use"
 # Intents that need no policy: their knowledge-base topics come from INTENT_TOPICS, not retrieval.
 NO_POLICY_INTENTS = ("greeting", "goodbye", "out_of_scope", "human_agent")
 

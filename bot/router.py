@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from adapters.registry import AdapterCard, choose_adapter
-from babelbot.detect import LanguageDetector
+from babelbot.language_id import LanguageDetector
 from bot.intents import IntentDetector, IntentGuess, topics_for
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from babelbot.models import DEFAULT_MODEL, build_tiny_model, load_model, resolve_model
+from babelbot.models import DEFAULT_MODEL, load_model, resolve_model
+from babelbot.testing import build_tiny_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub; fail fast if code tries
 

@@ -181,7 +181,7 @@ def test_serve_bench_runs_every_method_on_a_tiny_model(tiny_model_dir, tmp_path)
     import json
     from types import SimpleNamespace
 
-    from bot.serve_bench import main
+    from bench.serve import main
 
     args = SimpleNamespace(model=str(tiny_model_dir), sessions=[1, 3], adapters=[2], new_tokens=3, serial_max_sessions=1,
                            dtypes=["float32", "bfloat16"], out=str(tmp_path))
@@ -204,7 +204,7 @@ def test_gpu_serving_check_runs_its_methods_on_tiny_shapes_and_refuses_without_c
     from types import SimpleNamespace
 
     from babelbot.config import ConfigError
-    from bot.serve_gpu import GPU_MODELS, bench_model, build_model, bytes_per_decode_step, main
+    from bench.serve_gpu import GPU_MODELS, bench_model, build_model, bytes_per_decode_step, main
 
     shapes = {"model_type": "gemma3_text", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 6,
               "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 16, "vocab_size": 512,

@@ -7,7 +7,7 @@ import pytest
 
 from babelbot.config import ConfigError, load_config
 from babelbot.labels import INTENTS
-from bot.app import BotConfig
+from bot.config import BotConfig
 from bot.store import Store
 from prompts.locales import locale_for
 

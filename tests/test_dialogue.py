@@ -4,11 +4,13 @@ import time
 
 import pytest
 
-from bot.app import BotConfig, build_router
-from bot.dialogue import DialogueManager, DialogueSettings, clean_text
-from bot.engine import Engine, GenerationSettings, StopFilter
+from bot.build import build_router
+from bot.config import BotConfig, DialogueSettings, GenerationSettings
+from bot.dialogue import DialogueManager
+from bot.engine import Engine, StopFilter
 from bot.router import Route
 from bot.store import Store
+from bot.text import clean_text
 from prompts.formats import Prompt, Turn
 from prompts.knowledge import INTENT_TOPICS, knowledge_base
 from prompts.locales import locale_for
@@ -152,6 +154,6 @@ def test_clean_text():
     ("x-klingon", None),
 ])
 def test_the_web_page_hints_the_browsers_first_language(header, language):
-    from bot.web import browser_language
+    from bot.frontends.web import browser_language
 
     assert browser_language(header) == language

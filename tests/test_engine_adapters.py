@@ -9,9 +9,10 @@ from transformers import AutoModelForCausalLM
 
 from adapters.registry import load_registry
 from babelbot.models import load_model, model_fingerprint
-from bot.engine import Engine, GenerationSettings
+from bot.config import GenerationSettings
+from bot.engine import Engine
+from evals.adapters import greedy_reply
 from prompts.formats import PlainFormat, Prompt, Turn
-from tuning.evaluate import greedy_reply
 
 PROMPT = Prompt(system="Be brief.", turns=(Turn("user", "Hola, ¿dónde está mi pedido NW-12345?"),))
 
@@ -81,7 +82,8 @@ def test_corrupt_or_foreign_adapters_are_refused_and_the_rest_served(tiny_model_
 
 
 def test_the_bot_answers_through_the_adapter_for_the_language(tiny_model_dir, tiny_adapters_dir, tmp_path):
-    from bot.app import BotConfig, build_manager
+    from bot.build import build_manager
+    from bot.config import BotConfig
 
     config = BotConfig(model=str(tiny_model_dir), adapters_dir=str(tiny_adapters_dir), database=str(tmp_path / "c.sqlite3"))
     manager = build_manager(config)

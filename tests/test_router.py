@@ -4,13 +4,14 @@ from pathlib import Path
 import pytest
 
 from adapters.registry import choose_adapter, load_registry
-from babelbot.detect import LanguageDetector, evidence
 from babelbot.labels import INTENTS
+from babelbot.language_id import LanguageDetector, evidence
 from babelbot.languages import TRAINING_LANGUAGES
 from babelbot.naive_bayes import char_ngrams
-from bot.app import BotConfig, build_router
+from bot.build import build_router
+from bot.config import BotConfig
 from bot.intents import NaiveBayesIntents, read_examples
-from bot.router_eval import DEFAULT_DATA, evaluate, markdown_table
+from evals.router import DEFAULT_DATA, evaluate, markdown_table
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +169,7 @@ def test_adapter_fallback_order(tmp_path, caplog):
 
 
 def test_language_weight_grid_scores_every_setting_on_the_given_sets():
-    from bot.language_weights import CONVERSATION_WEIGHTS, DOMAIN_WEIGHTS, SERVED_WEIGHTS, SHORT_LETTERS, grid
+    from evals.language_weights import CONVERSATION_WEIGHTS, DOMAIN_WEIGHTS, SERVED_WEIGHTS, SHORT_LETTERS, grid
 
     sets = {"first": [("bonjour, je voudrais retourner mes chaussures", "fr", None)],
             "in a conversation": [("merci !", "fr", "fr"), ("ok", "de", "de")],

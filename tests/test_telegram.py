@@ -12,9 +12,9 @@ import urllib.request
 import pytest
 from telegram import Bot
 
+from babelbot.testing import BOT_USER, FakeBotApi, text_update
+from bot.frontends.telegram import deliver, split_message
 from bot.store import Store
-from bot.telegram_app import deliver, split_message
-from bot.telegram_fake import BOT_USER, FakeBotApi, text_update
 from prompts.locales import locale_for
 
 TOKEN = "123456:TEST-secret-token-never-logged"

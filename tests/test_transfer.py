@@ -17,8 +17,9 @@ from babelbot.encoders import BaseModelBackbone, EncoderError, load_backbone, lo
 from babelbot.labels import INTENTS
 from babelbot.languages import TRAINING_LANGUAGES
 from babelbot.paths import ADAPTERS_DIR, DATA_DIR
-from bot.app import BotConfig, build_router
-from bot.intents import DEFAULT_ENCODER, KnowledgeIndex, NaiveBayesIntents, default_intent_detector
+from bot.build import build_router
+from bot.config import DEFAULT_ENCODER, BotConfig
+from bot.intents import KnowledgeIndex, NaiveBayesIntents, default_intent_detector
 from tuning.align import (
     AlignConfig,
     IntentExample,
@@ -161,8 +162,8 @@ def test_the_first_pass_threshold_is_the_lowest_that_costs_no_dev_accuracy(shipp
     test figures are what the router's own `read` gives."""
     import dataclasses
 
+    from evals.transfer import first_pass_accuracy, test_examples
     from tuning.align import intent_examples
-    from tuning.transfer import first_pass_accuracy, test_examples
 
     examples = intent_examples()
     train = [e for e in examples if e.source == "seed"]
@@ -244,7 +245,7 @@ def test_encoder_card_is_not_a_reply_adapter():
 
 
 def test_the_unseen_language_dev_set_shares_no_message_with_the_test_sets():
-    from tuning.transfer import test_examples
+    from evals.transfer import test_examples
 
     unseen = unseen_language_examples()
     languages = {e.language for e in unseen}
@@ -254,7 +255,7 @@ def test_the_unseen_language_dev_set_shares_no_message_with_the_test_sets():
 
 def test_eval_transfer_and_report(tmp_path):
     """The whole measurement on the real data with the fastest backbone, then the report."""
-    from tuning.transfer import evaluate_transfer, write_report
+    from evals.transfer import evaluate_transfer, write_report
 
     results = evaluate_transfer(backbones=("use-v3",), progress=False)
     assert set(results["intent"]) == {"naive-bayes", "use-v3", "use-v3+aligned"}
@@ -274,7 +275,7 @@ def test_eval_transfer_and_report(tmp_path):
 
 
 def test_fewshot_study_runs_every_point_and_resumes(tiny_model_dir, tmp_path):
-    from tuning.fewshot import FewShotConfig, run_fewshot
+    from evals.fewshot import FewShotConfig, run_fewshot
 
     config = FewShotConfig(
         model=str(tiny_model_dir), languages=["es"], ks=[0, 2], steps=[0, 1], source_steps=1, batch_tokens=512,

@@ -194,7 +194,7 @@ def test_4bit_qlora(tiny_model_dir, tmp_path):
 
 def test_eval_compares_base_and_adapters(tiny_model_dir, tiny_adapters_dir, tmp_path, capsys):
     from babelbot.cli import main as cli_main
-    from tuning.evaluate import EvalConfig, evaluate, markdown_table, plot_heatmap
+    from evals.adapters import EvalConfig, evaluate, markdown_table, plot_heatmap
 
     report = evaluate(EvalConfig(model=str(tiny_model_dir), adapters_dir=str(tiny_adapters_dir), languages=["es"],
                                  limit=2, max_new_tokens=6, max_length=256))
@@ -216,9 +216,9 @@ def test_eval_compares_base_and_adapters(tiny_model_dir, tiny_adapters_dir, tmp_
     base, lora, prompt_tuned = report["results"]
     assert lora["loss"] != base["loss"]  # the adapter is really applied ...
     # ... and unloaded afterwards: the prompt-tuning adapter is measured as if alone
+    from evals.adapters import reference_loss
     from prompts.formats import PlainFormat
     from tuning.data import reply_examples
-    from tuning.evaluate import reference_loss
 
     alone = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
                                       tiny_adapters_dir / "reply-es-prompt-tuning").eval()
@@ -226,7 +226,7 @@ def test_eval_compares_base_and_adapters(tiny_model_dir, tiny_adapters_dir, tmp_
     examples = [e for e in reply_examples(languages=("es",)) if e.split == "test"][:2]
     assert reference_loss(alone, tokenizer, PlainFormat(), examples, 256) == pytest.approx(prompt_tuned["loss"], abs=1e-5)
     assert "| reply | es | reply-es-lora | lora | 2 |" in markdown_table(report)
-    from tuning.evaluate import methods_table
+    from evals.adapters import methods_table
 
     side_by_side = methods_table(report, tiny_adapters_dir).splitlines()[-1]
     assert side_by_side.startswith(f"| es | {base['loss']:.3f} |") and side_by_side.count("|") == 12
@@ -251,7 +251,7 @@ def test_eval_compares_base_and_adapters(tiny_model_dir, tiny_adapters_dir, tmp_
 
 
 def test_chrf_difference_to_the_base_model_gets_a_p_value():
-    from tuning.evaluate import EvalConfig, chrf_p_value
+    from evals.adapters import EvalConfig, chrf_p_value
 
     references = [f"Your order {n} ships within {n % 5 + 1} business days." for n in range(30)]
     base = {"examples": 30, "samples": [{"reference": r, "reply": "Hello, how can I help you?"} for r in references]}
@@ -274,7 +274,7 @@ def test_the_gpu_training_check_writes_its_table_and_refuses_without_cuda(tmp_pa
     from types import SimpleNamespace
 
     from babelbot.config import ConfigError
-    from tuning.gpu_check import main, write_results
+    from bench.tune_gpu import main, write_results
 
     row = {"variant": "lora-bf16", "steps": 3, "tokens_per_s": 1234.5, "peak_memory_gib": 1.5, "final_loss": 2.0,
            "dev_loss": 2.1}

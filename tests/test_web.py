@@ -8,14 +8,15 @@ from types import SimpleNamespace
 import pytest
 
 from adapters.registry import choose_adapter, load_registry
-from babelbot.detect import LanguageDetector
+from babelbot.language_id import LanguageDetector
 from babelbot.models import DEFAULT_MODEL, load_model, model_fingerprint
 from babelbot.paths import ADAPTERS_DIR
-from bot.app import BotConfig, build_router
+from bot.build import build_router
+from bot.config import BotConfig
 from bot.dialogue import DialogueManager
 from bot.engine import Engine
+from bot.frontends.web import build_demo
 from bot.store import Store
-from bot.web import build_demo
 
 pytestmark = [pytest.mark.browser, pytest.mark.real_model]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -14,13 +14,13 @@ Splits are by conversation (never by line) from a hash of the conversation id, s
 stable when files grow: 80% train, 10% dev, 10% test. A summary goes with its conversation.
 """
 
-import hashlib
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from babelbot import jsonl
+from babelbot.jsonl import read_jsonl_file as read_jsonl
+from babelbot.jsonl import split_of
 from babelbot.labels import INTENTS
 from babelbot.languages import TRAINING_LANGUAGES
 from babelbot.paths import DATA_DIR
@@ -29,12 +29,6 @@ from prompts.knowledge import entries_for
 from prompts.tasks import reply_prompt, summarize_prompt, translate_prompt
 
 SPLITS = ("train", "dev", "test")
-
-
-def split_of(key: str) -> str:
-    """train (80%), dev (10%) or test (10%), from a stable hash of `key`."""
-    bucket = int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:8], 16) % 10
-    return "test" if bucket == 0 else "dev" if bucket == 1 else "train"
 
 
 # -- schema checks ---------------------------------------------------------------------------
@@ -126,11 +120,6 @@ CHECKS = {
 }
 # Folders whose files hold many languages (the others are one <lang>.jsonl per language).
 MIXED_LANGUAGE_KINDS = ("parallel", "intents", "romanized", "router_eval", "transfer_eval", "language_dev")
-
-
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict | None, str | None]]:
-    with path.open(encoding="utf-8") as lines:
-        yield from jsonl.read_jsonl(lines)
 
 
 def check_data(root: Path = DATA_DIR) -> list[str]:

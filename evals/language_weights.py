@@ -26,7 +26,7 @@ import json
 import random
 from pathlib import Path
 
-from babelbot.detect import LanguageDetector
+from babelbot.language_id import LanguageDetector
 from babelbot.languages import TRAINING_LANGUAGES
 from babelbot.paths import DATA_DIR
 

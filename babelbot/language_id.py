@@ -45,6 +45,8 @@ from pathlib import Path
 
 from lingua import Language, LanguageDetectorBuilder
 
+from babelbot.jsonl import read_jsonl_file as read_jsonl
+from babelbot.jsonl import split_of
 from babelbot.languages import TRAINING_LANGUAGES
 from babelbot.naive_bayes import NaiveBayes
 from babelbot.paths import DATA_DIR
@@ -100,8 +102,6 @@ def support_messages(root: Path = DATA_DIR) -> list[tuple[str, str]]:
     """(text, language) of the customer turns of the train-split conversations, of the
     train-split parallel messages and of the romanized messages; the seed messages and dev
     turns stay out for choosing weights."""
-    from tuning.data import read_jsonl, split_of
-
     messages = []
     for path in sorted((root / "conversations").glob("*.jsonl")):
         for _, record, problem in read_jsonl(path):

@@ -13,20 +13,18 @@ log record, exceptions included.
 
 import asyncio
 import logging
-import os
 import re
 import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 from telegram import BotCommand, LinkPreviewOptions, Update
 from telegram.constants import ChatAction, ChatType, MessageLimit
 from telegram.error import BadRequest, NetworkError
 from telegram.ext import AIORateLimiter, Application, CommandHandler, ContextTypes, MessageHandler, filters
 
-from babelbot.config import ConfigError
+from bot.config import TelegramConfig
 from bot.dialogue import DialogueManager
 
 log = logging.getLogger(__name__)
@@ -39,39 +37,6 @@ COMMANDS = {
     "reset": "Start over",
     "human": "Talk to a person",
 }
-
-
-@dataclass
-class TelegramConfig:
-    """The Telegram front end. The token comes from here or from TELEGRAM_BOT_TOKEN."""
-
-    token: str = field(default="", repr=False)
-    base_url: str = "https://api.telegram.org/bot"  # point at a local Bot API server to test
-    base_file_url: str = "https://api.telegram.org/file/bot"
-    agents_chat_id: int | None = None  # where handoff summaries go and agents answer
-    allowed_user_ids: list[int] = field(default_factory=list)  # empty: everyone
-    rate_limit_messages: int = 8  # per user ...
-    rate_limit_window_s: float = 30.0  # ... in this many seconds
-    edit_interval_s: float = 1.0  # Telegram allows about one edit a second per chat
-    max_retries: int = 4  # on 429 (after its retry_after) and on network errors, with backoff
-    webhook_url: str = ""  # empty: long polling
-    webhook_listen: str = "127.0.0.1"
-    webhook_port: int = 8443
-    webhook_secret: str = field(default="", repr=False)
-
-    def __post_init__(self):
-        if self.edit_interval_s < 0 or self.rate_limit_messages < 1 or self.max_retries < 0:
-            raise ValueError("edit_interval_s >= 0, rate_limit_messages >= 1 and max_retries >= 0 are required")
-        if self.webhook_url and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", self.webhook_secret):
-            raise ValueError("webhook mode needs webhook_secret: 1-256 characters of A-Z, a-z, 0-9, _ and -")
-
-    def resolved_token(self) -> str:
-        token = self.token or os.environ.get("TELEGRAM_BOT_TOKEN", "")
-        if not token:
-            raise ConfigError(
-                "no Telegram bot token: set TELEGRAM_BOT_TOKEN (from @BotFather) or telegram.token in the config file"
-            )
-        return token
 
 
 class RedactToken(logging.Filter):

@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 
 from adapters.registry import CARD_FILE, AdapterCard, load_registry
 from babelbot import soft_prompts
-from babelbot.detect import LanguageDetector
 from babelbot.labels import TASKS
+from babelbot.language_id import LanguageDetector
 from babelbot.languages import TRAINING_LANGUAGES
 from babelbot.models import DEFAULT_MODEL, load_model
 from babelbot.paths import ADAPTERS_DIR, DATA_DIR

@@ -7,7 +7,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bot.app import BotConfig, build_manager
+from bot.build import build_manager
+from bot.config import BotConfig
 from bot.store import Store
 
 MESSAGES = {

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from babelbot.models import babelbot_home
-from bot.telegram_fake import FakeBotApi, text_update
+from babelbot.testing import FakeBotApi, text_update
 
 TOKEN = "123456:bench-token"
 MESSAGES = [

@@ -1,7 +1,9 @@
-"""A small local HTTP server that speaks the part of Telegram's Bot API babelbot uses: the
-stand-in for Telegram in the tests and in `babelbot bench telegram`.
+"""Real stand-ins for tests and benchmarks: a tiny random model, and a local HTTP server that
+speaks the part of Telegram's Bot API babelbot uses (the stand-in for Telegram in the tests
+and in `babelbot bench telegram`).
 
-It records every call, hands out queued updates through long polling, keeps the text of
+`build_tiny_model(folder)` writes a 2-layer Llama that loads and generates in milliseconds.
+`FakeBotApi` records every call, hands out queued updates through long polling, keeps the text of
 every message the bot sent or edited, and can answer the next calls of a method with an
 error (e.g. 429 with retry_after) to test retries.
 """
@@ -10,6 +12,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs
 
 BOT_USER = {"id": 777, "is_bot": True, "first_name": "Babelbot", "username": "babelbot_test_bot"}
@@ -172,3 +175,33 @@ def text_update(chat_id: int, text: str, user_id: int | None = None, language_co
     if reply_to:
         message["reply_to_message"] = reply_to
     return {"message": message}
+
+
+def build_tiny_model(folder: Path) -> Path:
+    """A randomly initialised 2-layer Llama with a byte-level BPE tokenizer trained on the
+    knowledge base: loads and generates in milliseconds, for tests and smoke runs. Its
+    replies are random text."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from prompts.knowledge import KNOWLEDGE_DIR
+
+    texts = [path.read_text(encoding="utf-8") for path in sorted(KNOWLEDGE_DIR.glob("*.yaml"))]
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=512, special_tokens=["<pad>", "<bos>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=1024, bos_token_id=fast.bos_token_id,
+        eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return folder

@@ -1,5 +1,5 @@
 """`babelbot bench serve-gpu`: the serving benchmark on a CUDA GPU, in the real shapes of two
-larger models (`bot/gpu_models/*.json`: Gemma 3 1B, Qwen2.5 1.5B) with random bf16 weights,
+larger models (`bench/gpu_models/*.json`: Gemma 3 1B, Qwen2.5 1.5B) with random bf16 weights,
 against the memory-bandwidth roofline.
 
 The same four methods as `babelbot bench serve` ((a) engine, mixed adapters; (b) engine, no
@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from babelbot.config import ConfigError
-from bot.serve_bench import PeakMemory, format_table, latencies, make_adapters, methods, run_engine
+from bench.serve import PeakMemory, format_table, latencies, make_adapters, methods, run_engine
 
 GPU_MODELS = Path(__file__).parent / "gpu_models"
 PROMPT_TOKENS = (300, 440)  # the default model's real reply prompts are ~370 tokens

@@ -11,10 +11,11 @@ from collections import defaultdict
 from pathlib import Path
 
 from babelbot.config import load_config
-from babelbot.detect import clear_caches
+from babelbot.language_id import clear_caches
 from babelbot.languages import TRAINING_LANGUAGES
 from babelbot.paths import DATA_DIR
-from bot.app import BotConfig, build_router
+from bot.build import build_router
+from bot.config import BotConfig
 
 DEFAULT_DATA = DATA_DIR / "router_eval" / "messages.jsonl"
 

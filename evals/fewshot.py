@@ -66,8 +66,8 @@ def _tune_config(config: FewShotConfig, name: str, language: str, method: str, s
 def run_fewshot(config: FewShotConfig) -> dict:
     from peft import PeftModel
 
-    from babelbot.detect import LanguageDetector
-    from tuning.evaluate import score
+    from babelbot.language_id import LanguageDetector
+    from evals.adapters import score
 
     out = Path(config.out)
     saved = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {}

@@ -1,0 +1,1 @@
+"""Benchmarks that print and save figures. May import anything; nothing imports them."""
