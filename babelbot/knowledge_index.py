@@ -22,7 +22,7 @@ INTENT_PRIOR_WEIGHT = 0.5
 
 
 class FactIndex:
-    """`rank(vector, probabilities, space)` → [(fact id, score)], best first."""
+    """`rank(vector, probabilities, space)` → [(fact id, score, similarity)], best first."""
 
     def __init__(self, encoder: AlignedEncoder, fact_ids: list[str], keys: list[tuple[str, str]],
                  prior: np.ndarray | None = None, cache_dir: Path | None = None):
@@ -56,17 +56,17 @@ class FactIndex:
                 log.warning("cannot cache the fact index in %s: %s", cache_dir, error)
         return raw
 
-    def scores(self, vector: np.ndarray, intent_probabilities: np.ndarray | None = None,
-               space: str = "aligned") -> np.ndarray:
-        """(facts,): each fact's best key similarity, plus the intent prior when given."""
-        similarities = self.vectors[space] @ vector
+    def similarities(self, vector: np.ndarray, space: str = "aligned") -> np.ndarray:
+        """(facts,): each fact's best key similarity to `vector`."""
         best = np.full(len(self.fact_ids), -np.inf, np.float32)
-        np.maximum.at(best, self.key_facts, similarities.astype(np.float32))
-        if intent_probabilities is not None and self.prior is not None:
-            best = best + INTENT_PRIOR_WEIGHT * (intent_probabilities @ self.prior)
+        np.maximum.at(best, self.key_facts, (self.vectors[space] @ vector).astype(np.float32))
         return best
 
     def rank(self, vector: np.ndarray, intent_probabilities: np.ndarray | None = None, space: str = "aligned",
-             k: int = 3) -> list[tuple[str, float]]:
-        scores = self.scores(vector, intent_probabilities, space)
-        return [(self.fact_ids[i], float(scores[i])) for i in np.argsort(-scores)[:k]]
+             k: int = 3) -> list[tuple[str, float, float]]:
+        """The `k` best facts as (id, score, similarity): the score adds the intent prior."""
+        similarities = self.similarities(vector, space)
+        scores = similarities
+        if intent_probabilities is not None and self.prior is not None:
+            scores = similarities + INTENT_PRIOR_WEIGHT * (intent_probabilities @ self.prior)
+        return [(self.fact_ids[i], float(scores[i]), float(similarities[i])) for i in np.argsort(-scores)[:k]]

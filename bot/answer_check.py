@@ -2,7 +2,7 @@
 
 A reply may state only numbers that the retrieved facts state: every number, amount,
 duration, time and percentage in the draft must appear in the facts, or be an identifier the
-customer typed (an order number). It must also carry the number of the fact that answers the
+customer typed (an order number). It must also carry the numbers of the fact that answers the
 question, and be written in the customer's language. Numbers are compared as values, whatever
 the script: "19,95", "19.95", "١٩٫٩٥" and "１９.９５" are one number; "十二天" is 12.
 """
@@ -16,7 +16,8 @@ _DIGITS = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹०१२३४
 # 19.95 / 19,95 (a decimal comma has exactly two digits after it) / 1,000 (thousands).
 _NUMBER = re.compile(r"\d+(?:[.,]\d{3}(?!\d))*(?:[.,]\d{1,2}(?!\d))?")
 # Chinese and Japanese numerals count only before a unit, so words like 一下 or 统一 are not numbers.
-_CJK_NUMBER = re.compile(r"([零一二两三四五六七八九十百千]+)(?=\s*(?:天|日|个月|か月|ヶ月|小时|時間|分钟|分|周|週|年|次|美元|ドル|元|%|％))")
+_CJK_UNIT = r"(?:天|日|个月|か月|ヶ月|小时|時間|分钟|分|周|週|年|次|美元|ドル|元|%|％)"
+_CJK_NUMBER = re.compile(rf"([零一二两三四五六七八九十百千]+)(?=\s*{_CJK_UNIT})")
 _CJK_DIGITS = {"零": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 _CJK_UNITS = {"十": 10, "百": 100, "千": 1000}
 # A customer's own number is repeated freely only when it identifies something (an order
@@ -87,17 +88,16 @@ def check_reply(
 ) -> CheckResult:
     """Check `draft` against the retrieved `facts` (their texts, in any language).
 
-    `required`: the texts of the fact(s) that answer the question; the draft must state at
-    least one number of each that has numbers. `detect(text)` names the draft's language
+    `required`: the texts of the fact(s) that answer the question; the draft must state every
+    number they state (a reply that gives half of "Monday to Friday 8:00–20:00" is not the
+    fact). `detect(text)` names the draft's language
     (None when it cannot tell); a draft in another language than `language` fails."""
     allowed = {n for fact in facts for n in numbers_in(fact)} | customer_identifiers(customer_text)
     stated = numbers_in(draft)
     unsupported = tuple(dict.fromkeys(n for n in stated if n not in allowed))
     missing: list[str] = []
     for fact in required:
-        wanted = numbers_in(fact)
-        if wanted and not set(wanted) & set(stated):
-            missing += wanted
+        missing += [n for n in numbers_in(fact) if n not in stated]
     detected = detect(draft) if detect else None
     wrong_language = detected if detected and detected != language else None
     return CheckResult(unsupported, tuple(dict.fromkeys(missing)), wrong_language)

@@ -34,7 +34,8 @@ def build_manager(config: BotConfig, store=None):
 
     model, tokenizer = load_model(config.model, device=config.device, dtype=config.dtype)
     engine = Engine(model, tokenizer, config.generation, serving=config.serving)
-    registry = load_registry(Path(config.adapters_dir), base_model=config.model)
+    registry = {name: card for name, card in load_registry(Path(config.adapters_dir), base_model=config.model).items()
+                if card.method in config.adapter_methods or card.task != "reply"}
     if registry:  # hashing the base weights takes a second or two; only worth it with adapters
         engine.load_adapters(registry, model_fingerprint(resolve_model(config.model)))
     store = store or Store(config.database_path())

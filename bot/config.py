@@ -50,6 +50,13 @@ class DialogueSettings:
     max_message_chars: int = 1500  # longer messages get a notice; keeps one turn well inside the window
     context_tokens: int = 2048  # prompt budget: older turns are dropped to fit (CPU prefill cost grows with it)
     default_language: str = "en"  # for the first message when it is too short to tell
+    # Answers (bot/dialogue.py): the similarity thresholds were chosen on data/answers_eval/dev.jsonl.
+    fact_similarity: float = 0.35  # below: no fact answers the question ("I don't know, a human can help")
+    agents_question_similarity: float = 0.45  # a human_agent message this near a contact-hours fact is a question
+    facts_in_prompt: int = 3  # retrieved facts the reply prompt carries
+    check_answers: bool = True  # check each draft's numbers and language before sending
+    regenerate: bool = True  # a draft that fails the check is drafted once more before the fallback
+    language_check_min_letters: int = 20  # shorter drafts are not language-checked (too short to tell)
 
     def __post_init__(self):
         if self.max_message_chars < 1 or self.context_tokens < 256:
@@ -98,6 +105,7 @@ class BotConfig:
     dtype: str = "auto"  # auto: fp32 on CPU, bf16 on CUDA
     database: str = ""  # SQLite file of conversations; empty: $BABELBOT_HOME/conversations.sqlite3
     adapters_dir: str = str(ADAPTERS_DIR)
+    adapter_methods: list[str] = field(default_factory=lambda: ["lora", "prompt_tuning"])  # which kinds to serve
     # The aligned sentence encoder the router's intents and knowledge topics come from; "none":
     # the naive Bayes detector, a route in ~1 ms against ~15 ms on 2 cores, but it knows intents
     # only in the 10 training languages (router_eval: 93.1% against 97.9% right in those, 46.7%

@@ -2,30 +2,45 @@
 
     reply = manager.handle(session_id, text)   # routes and stores the customer's turn
     reply.route                                 # language, intent, adapter (None for notices)
-    for piece in reply: ...                     # streams; the bot's turn is stored at the end
+    for piece in reply: ...                     # the bot's turn is stored at the end
+    reply.outcome                               # how the answer was made (see below)
 
 Notices (empty or too long messages, /reset, handoff) are fixed texts in the customer's
 language and never reach the model.
+
+A question is answered from the facts the router retrieved:
+- nearest to no fact (or to the questions the knowledge base does not cover): "I don't
+  know, a human can help" (outcome "dont_know");
+- else the model drafts a reply grounded in the facts, and the answer check
+  (bot/answer_check.py) reads it before it is sent: "passed"; a draft that fails is
+  drafted again with only the answering fact in the prompt: "regenerated"; if that fails
+  too, the fact itself is sent in the customer's language with the offer of a human:
+  "fallback". The reply is sent after the check (streaming a draft that may be withdrawn
+  would show customers wrong numbers).
 """
 
 import logging
+from collections import Counter
 from collections.abc import Iterator
 
 from adapters.registry import choose_adapter
 from babelbot.languages import language_name
+from bot.answer_check import CheckResult, check_reply
 from bot.config import DialogueSettings
 from bot.engine import Engine
 from bot.router import Route, Router
 from bot.store import Session, Store
 from bot.text import clean_text
 from prompts.formats import Turn
-from prompts.knowledge import INTENT_TOPICS, entries_for_topics
-from prompts.locales import locale_for
+from prompts.knowledge import INTENT_TOPICS, NOT_COVERED, facts_by_id, facts_for_topics
+from prompts.locales import apology_for, locale_for, reply_language
 from prompts.tasks import reply_prompt, summarize_prompt, transcript_text, translate_prompt
 
 log = logging.getLogger(__name__)
 
 RESET_COMMAND = "/reset"
+# Messages answered by the model without a fact when no fact matches: small talk.
+CHAT_INTENTS = ("greeting", "goodbye")
 
 
 class Reply:
@@ -39,6 +54,8 @@ class Reply:
         self._pieces = pieces
         self.event = event
         self.text = ""
+        self.outcome = "notice"  # notice, dont_know, passed, regenerated, fallback, chat, error
+        self.drafts: list[tuple[str, CheckResult]] = []  # each draft and its check, for evaluation
 
     def __iter__(self) -> Iterator[str]:
         for piece in self._pieces:
@@ -57,6 +74,7 @@ class DialogueManager:
         self.store = store
         self.router = router
         self.settings = settings or DialogueSettings()
+        self.outcomes: Counter[str] = Counter()  # answers by outcome since start, for the metrics
 
     def _notice(
         self, session: Session, language: str, key: str, route: Route | None = None, event: str | None = None, **values
@@ -139,18 +157,32 @@ class DialogueManager:
         self.store.add_turn(session, "user", text, language=route.language, intent=route.intent, adapter=route.adapter)
         if session.state == "handoff":
             return self._notice(session, route.language, "waiting", route, event="waiting")
-        if route.intent == "human_agent":
+        if route.intent == "human_agent" and not self._asks_about_agents(route):
             self.store.update_session(session_id, state="handoff")
             return self._notice(session, route.language, "handoff", route, event="handoff")
-        return Reply(route, self._generate(session, route))
+        reply = Reply(route, iter(()))
+        reply._pieces = self._answer(session, route, text, reply)
+        return reply
 
-    def _prompt(self, session: Session, route: Route):
-        """The reply prompt with as much of the conversation as fits the token budget."""
+    def _asks_about_agents(self, route: Route) -> bool:
+        """"When do your agents work?" is a question about the contact hours, not a request for one."""
+        return bool(route.facts) and route.facts[0].startswith("contact_hours.") and \
+            (route.fact_similarity or 0) >= self.settings.agents_question_similarity
+
+    def _answering_fact(self, route: Route) -> str | None:
+        """The fact the message asks about; None for chat (greetings) and for questions no fact answers."""
+        if not route.facts or route.facts[0] == NOT_COVERED or (route.fact_similarity or 0) < self.settings.fact_similarity:
+            return None
+        return route.facts[0]
+
+    def _prompt(self, session: Session, language: str, fact_ids: list[str], intent: str):
+        """The reply prompt with as much of the conversation as fits the token budget; the
+        intent's topics stand in for facts when none were retrieved (greetings)."""
         history = [Turn(t.role, t.text) for t in self.store.turns(session) if t.kind == "message"]
         budget = min(self.settings.context_tokens, self.engine.window) - self.engine.settings.max_new_tokens
-        entries = entries_for_topics(route.topics or INTENT_TOPICS[route.intent], route.language)
+        facts = facts_by_id(fact_ids, language) if fact_ids else facts_for_topics(INTENT_TOPICS[intent], language)
         while True:
-            prompt = reply_prompt(route.language, history, entries)
+            prompt = reply_prompt(language, history, facts)
             if self.engine.prompt_tokens(prompt) <= budget:
                 return prompt
             history = history[1:]
@@ -159,26 +191,64 @@ class DialogueManager:
             if not history:
                 return None
 
-    def _generate(self, session: Session, route: Route) -> Iterator[str]:
-        prompt = self._prompt(session, route)
+    def _draft(self, session: Session, route: Route, language: str, fact_ids: list[str]) -> str:
+        prompt = self._prompt(session, language, fact_ids, route.intent)
         if prompt is None:
-            yield self._notice(session, route.language, "too_long", route, limit=self.settings.max_message_chars // 2).read()
-            return
-        sent = ""
+            return ""
+        return self.engine.complete(prompt, route.adapter).strip()
+
+    def _check(self, draft: str, route: Route, language: str, fact_ids: list[str], answer: str | None,
+               customer_text: str) -> CheckResult:
+        # Numbers are allowed from the facts in the reply language and in English (a draft may
+        # quote either); the answering fact's numbers must be there.
+        facts = [f.text for f in facts_by_id(fact_ids, language)] + [f.text for f in facts_by_id(fact_ids, "en")]
+        if not fact_ids:
+            facts += [f.text for f in facts_for_topics(INTENT_TOPICS[route.intent], language)]
+        required = [facts_by_id([answer], language)[0].text] if answer else []
+        return check_reply(draft, facts, customer_text, required, language, self._draft_language)
+
+    def _draft_language(self, text: str) -> str | None:
+        # Too little text to tell (a short greeting) passes; the detector is the router's.
+        if sum(c.isalpha() for c in text) < self.settings.language_check_min_letters:
+            return None
+        return self.router.languages.detect(text)
+
+    def _answer(self, session: Session, route: Route, customer_text: str, reply: Reply) -> Iterator[str]:
+        language = reply_language(route.language)
+        apology = apology_for(route.language)
+        answer = self._answering_fact(route)
+        chat = route.intent in CHAT_INTENTS and answer is None
+        if answer is None and not chat:
+            reply.outcome = "dont_know"
+            text = locale_for(language).notice("dont_know")
+        else:
+            fact_ids = [f for f in route.facts if f != NOT_COVERED][: self.settings.facts_in_prompt] if answer else []
+            text, reply.outcome = self._checked_reply(session, route, language, fact_ids, answer, customer_text, reply)
+        if apology:
+            text = f"{apology}\n\n{text}"
+        self.outcomes[reply.outcome] += 1
+        if reply.outcome != "error":
+            self.store.add_turn(session, "assistant", text, language=route.language, intent=route.intent, adapter=route.adapter)
+        yield text
+
+    def _checked_reply(self, session: Session, route: Route, language: str, fact_ids: list[str], answer: str | None,
+                       customer_text: str, reply: Reply) -> tuple[str, str]:
+        """(text, outcome): a draft that passes the check, a second draft with only the answering
+        fact, or the fact itself with the offer of a human."""
+        attempts = [fact_ids, [answer]] if answer and self.settings.regenerate else [fact_ids]
         try:
-            for piece in self.engine.stream(prompt, route.adapter):
-                sent += piece
-                yield piece
+            for attempt, ids in enumerate(attempts):
+                draft = self._draft(session, route, language, ids)
+                result = self._check(draft, route, language, ids, answer, customer_text)
+                reply.drafts.append((draft, result))
+                if draft and (result.passed or not self.settings.check_answers):
+                    return draft, ("passed" if attempt == 0 else "regenerated") if answer else "chat"
+                log.info("draft for session %s failed the check: %s", session.id, result.reason())
         except Exception:
             log.exception("generation failed for session %s", session.id)
-            notice = locale_for(route.language).notice("error")
-            yield ("\n\n" if sent else "") + notice
-            return
-        finally:
-            # Stored even when the reader stops early (a closed tab): what was shown is history.
-            if sent.strip():
-                self.store.add_turn(
-                    session, "assistant", sent.strip(), language=route.language, intent=route.intent, adapter=route.adapter
-                )
-        if not sent.strip():
-            yield self._notice(session, route.language, "error", route).read()
+            if not answer:
+                return locale_for(language).notice("error"), "error"
+        if not answer:  # chat with nothing to fall back on
+            return locale_for(language).notice("dont_know"), "dont_know"
+        fact = facts_by_id([answer], language)[0].text
+        return f"{fact}\n\n{locale_for(language).notice('offer_human')}", "fallback"

@@ -4,7 +4,8 @@ from dataclasses import dataclass
 
 from adapters.registry import AdapterCard, choose_adapter
 from babelbot.language_id import LanguageDetector
-from bot.intents import IntentDetector, IntentGuess, topics_for
+from bot.intents import IntentDetector, IntentGuess
+from prompts.knowledge import INTENT_TOPICS
 
 
 @dataclass(frozen=True)
@@ -13,10 +14,17 @@ class Route:
     intent: str  # one of bot.intents.INTENTS
     intent_confidence: float
     adapter: str | None  # adapter name, None for the base model
-    topics: tuple[str, ...] = ()  # knowledge-base topics for the reply prompt
+    facts: tuple[str, ...] = ()  # ids of the facts the message asks about, best first
+    fact_similarity: float | None = None  # the best fact's cosine similarity to the message (None: nothing retrieved)
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """The knowledge-base topics of the retrieved facts, else the intent's fixed ones."""
+        return tuple(dict.fromkeys(fact.split(".")[0] for fact in self.facts)) or INTENT_TOPICS[self.intent]
 
     def as_dict(self) -> dict:
-        return {"language": self.language, "intent": self.intent, "adapter": self.adapter, "topics": list(self.topics)}
+        return {"language": self.language, "intent": self.intent, "adapter": self.adapter, "topics": list(self.topics),
+                "facts": list(self.facts)}
 
 
 def route_label(language: str, intent: str, adapter: str | None) -> str:
@@ -55,6 +63,7 @@ class Router:
             detected = language or self.languages.detect(text, fallback=conversation_language) or self.default_language
             guess = guesses.get(i, IntentGuess("out_of_scope", 1.0))
             adapter = choose_adapter(self.adapters, detected, task)
-            topics = topics_for(guess.topics, guess.intent)
-            routes.append(Route(detected, guess.intent, guess.confidence, adapter.name if adapter else None, topics))
+            facts = tuple(fact for fact, _, _ in guess.facts)
+            score = guess.facts[0][2] if guess.facts else None
+            routes.append(Route(detected, guess.intent, guess.confidence, adapter.name if adapter else None, facts, score))
         return routes

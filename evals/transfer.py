@@ -32,11 +32,12 @@ from pathlib import Path
 import numpy as np
 
 from babelbot.encoders import AlignedEncoder, load_backbone, normalize_rows, one_blas_thread, softmax_rows
+from babelbot.knowledge_index import INTENT_PRIOR_WEIGHT
 from babelbot.labels import INTENTS
 from babelbot.languages import TRAINING_LANGUAGES
 from babelbot.paths import DATA_DIR
-from bot.intents import NO_POLICY_INTENTS, NaiveBayesIntents, topic_scores
-from prompts.knowledge import INTENT_TOPICS, TOPICS, knowledge_base
+from bot.intents import NO_POLICY_INTENTS, NaiveBayesIntents
+from prompts.knowledge import INTENT_TOPICS, TOPICS, facts_for_topics, render_facts
 from tuning.align import (
     AlignConfig,
     VectorCache,
@@ -72,10 +73,27 @@ def test_examples(root: Path = DATA_DIR):
     return rows + read_labelled(root / "transfer_eval" / "messages.jsonl")
 
 
+# intent × topic: 1 where the intent's fixed topics include the topic.
+INTENT_TOPIC_PRIOR = np.array([[float(topic in INTENT_TOPICS[intent]) for topic in TOPICS] for intent in INTENTS])
+
+
+def topic_scores(similarities: np.ndarray, entry_topics: list[str], intent_probabilities: np.ndarray | None) -> np.ndarray:
+    """(n, len(TOPICS)): each topic's best entry similarity, plus the probability mass of
+    the intents that need the topic (weighted by INTENT_PRIOR_WEIGHT) when given."""
+    scores = np.full((similarities.shape[0], len(TOPICS)), -np.inf, np.float32)
+    for column, topic in enumerate(entry_topics):
+        slot = TOPICS.index(topic)
+        scores[:, slot] = np.maximum(scores[:, slot], similarities[:, column])
+    if intent_probabilities is not None:
+        scores = scores + INTENT_PRIOR_WEIGHT * (intent_probabilities @ INTENT_TOPIC_PRIOR)
+    return scores
+
+
 def knowledge_retrieval(embed, examples, candidate_languages: tuple[str, ...], intent_probabilities=None) -> dict[str, float]:
     """Precision@1 per message language: the best topic (entries in `candidate_languages`;
     with `intent_probabilities`, scored as the router does) is one the message's intent needs."""
-    entries = [(topic, f"{e.title}: {e.text}") for lang in candidate_languages for topic, e in knowledge_base(lang).items()]
+    entries = [(topic, render_facts(facts_for_topics((topic,), lang), lang).removeprefix("- "))
+               for lang in candidate_languages for topic in TOPICS]
     with_policy = [e for e in examples if e.intent not in NO_POLICY_INTENTS]
     vectors = embed([e.text for e in with_policy])
     similarities = vectors @ embed([text for _, text in entries]).T

@@ -1,21 +1,26 @@
 """Per-language system prompts, a worked example and the fixed messages the bot sends.
 
-One YAML per training language in `prompts/locales/`. A language without a file is served
-with the English one plus an instruction to answer in the customer's language.
+One YAML per language the bot writes in, in `prompts/locales/`. A customer whose language
+has no file is answered in English, after one sentence of apology in their own language
+(`prompts/apologies.yaml`) where we have it: a clear English answer serves them better than
+the model's guess at a language it was never adapted to.
 """
 
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import yaml
 
-from babelbot.languages import TRAINING_LANGUAGES, language_name
+from babelbot.languages import language_name
 
 LOCALES_DIR = Path(__file__).parent / "locales"
+APOLOGIES_FILE = Path(__file__).parent / "apologies.yaml"
 NOTICE_KEYS = (
     "empty", "too_long", "handoff", "waiting", "reset", "error", "non_text",
     "welcome", "help", "lang_pinned", "lang_auto", "lang_unknown", "rate_limited",
+    "dont_know", "offer_human", "busy", "no_agents",
 )
 
 
@@ -49,17 +54,35 @@ def _read(language: str) -> Locale:
 
 
 @cache
+def locale_languages() -> tuple[str, ...]:
+    """The languages the bot writes in: those with a locale file."""
+    return tuple(sorted(path.stem for path in LOCALES_DIR.glob("*.yaml") if re.fullmatch(r"[a-z]{2}", path.stem)))
+
+
+def reply_language(language: str) -> str:
+    """The language to answer a `language` customer in: theirs when it has a locale, else English."""
+    return language if language in locale_languages() else "en"
+
+
+# Bounded: a locale per language code, and there are fewer than 200 ISO 639-1 codes.
+@cache
 def locale_for(language: str) -> Locale:
-    """The locale of a training language, or English told to answer in `language`."""
-    if language in TRAINING_LANGUAGES:
-        return _read(language)
-    english = _read("en")
-    name = language_name(language)
-    return Locale(
-        language=language,
-        name=name,
-        system=f"{english.system} The customer writes in {name}: answer in {name}.",
-        example_customer=english.example_customer,
-        example_agent=english.example_agent,
-        notices=english.notices,
-    )
+    """The locale to answer a `language` customer with (English for a language without one)."""
+    return _read(reply_language(language))
+
+
+@cache
+def _apologies() -> dict[str, str]:
+    raw = yaml.safe_load(APOLOGIES_FILE.read_text(encoding="utf-8")) if APOLOGIES_FILE.is_file() else {}
+    return dict((raw or {}).get("apologies", {}))
+
+
+def apology_for(language: str) -> str:
+    """The sentence that opens an English answer to a customer we cannot write to in their
+    language ("" when we write in it, or have no sentence for it)."""
+    return "" if reply_language(language) == language else _apologies().get(language, "")
+
+
+def language_display_name(language: str) -> str:
+    """The language's own name when we have its locale, else its English name."""
+    return _read(language).name if language in locale_languages() else language_name(language)

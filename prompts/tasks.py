@@ -3,7 +3,7 @@ a human agent), `translate` (agent text ⇄ customer language)."""
 
 from babelbot.languages import language_name
 from prompts.formats import Prompt, Turn
-from prompts.knowledge import Entry, render_entries
+from prompts.knowledge import Fact, render_facts
 from prompts.locales import locale_for
 
 SUMMARIZE_INSTRUCTIONS = (
@@ -13,12 +13,13 @@ SUMMARIZE_INSTRUCTIONS = (
 )
 
 
-def reply_prompt(language: str, turns: list[Turn], entries: list[Entry]) -> Prompt:
-    """Answer the last customer turn in `language`, grounded in the knowledge-base `entries`."""
+def reply_prompt(language: str, turns: list[Turn], facts: list[Fact]) -> Prompt:
+    """Answer the last customer turn in `language`, grounded in the knowledge-base `facts`
+    (in that language). The one reply prompt: training and serving both build it here."""
     locale = locale_for(language)
     return Prompt(
         system=locale.system,
-        context=render_entries(entries),
+        context=render_facts(facts, locale.language),
         examples=(Turn("user", locale.example_customer), Turn("assistant", locale.example_agent)),
         turns=tuple(turns),
     )

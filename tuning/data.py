@@ -25,7 +25,7 @@ from babelbot.labels import INTENTS
 from babelbot.languages import TRAINING_LANGUAGES
 from babelbot.paths import DATA_DIR
 from prompts.formats import Prompt, Turn
-from prompts.knowledge import entries_for
+from prompts.knowledge import INTENT_TOPICS, facts_for_topics
 from prompts.tasks import reply_prompt, summarize_prompt, translate_prompt
 
 SPLITS = ("train", "dev", "test")
@@ -191,7 +191,7 @@ def reply_examples(root: Path = DATA_DIR, languages: tuple[str, ...] = TRAINING_
         turns = [Turn(t["role"], t["text"]) for t in record["turns"]]
         for index in range(1, len(turns), 2):
             intent = record["turns"][index - 1]["intent"]
-            prompt = reply_prompt(record["language"], turns[:index], entries_for(intent, record["language"]))
+            prompt = reply_prompt(record["language"], turns[:index], facts_for_topics(INTENT_TOPICS[intent], record["language"]))
             examples.append(Example(f"{record['id']}#{index}", "reply", record["language"], split_of(record["id"]),
                                     prompt, turns[index].text, record["language"]))
     return examples
