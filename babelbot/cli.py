@@ -1,15 +1,13 @@
 """The `babelbot` command. Subcommands import what they need, so `tuning` and `bot` stay apart."""
 
 import argparse
-import contextlib
 import importlib
 import json
 import logging
 import sys
-import tempfile
 from pathlib import Path
 
-from babelbot.config import ConfigError, load_config
+from babelbot.config import load_config
 from babelbot.paths import ADAPTERS_DIR
 
 # Errors whose message is for the user (module → class); only an imported module can raise one.
@@ -21,11 +19,11 @@ def user_error_types() -> tuple[type[Exception], ...]:
     return tuple(getattr(sys.modules[module], name) for module, name in USER_ERRORS.items() if module in sys.modules)
 
 
-def _module_main(module: str):
-    """A subcommand whose code is `module.main(args)`, imported only when it runs."""
+def _module_main(module: str, function: str = "main"):
+    """A subcommand whose code is `module.function(args)`, imported only when it runs."""
 
     def run(args) -> int:
-        return importlib.import_module(module).main(args)
+        return getattr(importlib.import_module(module), function)(args)
 
     return run
 
@@ -37,14 +35,14 @@ def _bot_config(args):
 
 
 def cmd_serve(args) -> int:
-    from bot.build import build_manager
-    from bot.frontends.web import build_demo
+    import uvicorn
 
-    config = _bot_config(args)
-    demo = build_demo(build_manager(config))
-    # As many chats at once as the engine batches; more wait in Gradio's queue.
-    demo.queue(default_concurrency_limit=config.serving.max_batch)
-    demo.launch(server_name=args.host, server_port=args.port, share=False)
+    from bot.build import build_manager
+    from bot.frontends.web import build_app
+
+    app = build_app(build_manager(_bot_config(args)))
+    print(f"babelbot: serving the web chat on http://{args.host}:{args.port}/", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
 
@@ -59,87 +57,6 @@ def cmd_telegram(args) -> int:
     config.telegram.resolved_token()  # fail before loading the model when there is no token
     run(build_manager(config), config.telegram)
     return 0
-
-
-def cmd_chat(args) -> int:
-    """A terminal chat on the same dialogue manager; the session survives restarts."""
-    from bot.build import build_manager
-    from bot.router import route_label
-
-    manager = build_manager(_bot_config(args))
-    print("babelbot — type a message, /reset to start over, Ctrl-D to quit.", flush=True)
-    for line in sys.stdin:
-        reply = manager.handle(args.session, line)
-        if reply.route:
-            print(f"[{route_label(reply.route.language, reply.route.intent, reply.route.adapter)}]", flush=True)
-        for piece in reply:
-            print(piece, end="", flush=True)
-        print(flush=True)
-    return 0
-
-
-def _jsonl_command(args, answer_many, batch_size: int = 1) -> int:
-    """Answer each line {"id", "text"} with one JSON line, in order; `answer_many` gets up to
-    `batch_size` texts (and their line numbers) at a time."""
-    from babelbot.jsonl import read_jsonl
-
-    failed = False
-    try:
-        source = contextlib.nullcontext(sys.stdin) if args.jsonl == "-" else open(args.jsonl, encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(f"cannot read --jsonl {args.jsonl}: {error.strerror}") from None
-    pending: list[tuple[int, dict]] = []
-
-    def flush():
-        answers = answer_many([record["text"] for _, record in pending], [number for number, _ in pending]) if pending else []
-        for (_, record), out in zip(pending, answers):
-            print(json.dumps({"id": record.get("id"), **out}, ensure_ascii=False), flush=True)
-        pending.clear()
-
-    with source as handle:
-        for number, record, error in read_jsonl(handle):
-            if record is not None and not isinstance(record.get("text"), str):
-                error = 'each line must be an object with a string "text"'
-            if error:
-                failed = True
-                flush()
-                print(json.dumps({"id": None, "line": number, "error": f"line {number}: {error}"}), flush=True)
-                continue
-            pending.append((number, record))
-            if len(pending) >= batch_size:
-                flush()
-        flush()
-    return 1 if failed else 0
-
-
-def cmd_route(args) -> int:
-    from bot.build import build_router
-    from bot.text import clean_text
-
-    router = build_router(_bot_config(args))
-    # A file is routed 64 lines at a time (one encoder batch); stdin line by line, as it comes.
-    batch_size = 1 if args.jsonl == "-" else 64
-    return _jsonl_command(
-        args, lambda texts, _: [route.as_dict() for route in router.route_many([clean_text(t) for t in texts])], batch_size
-    )
-
-
-def cmd_reply(args) -> int:
-    from bot.build import build_manager
-    from bot.store import Store
-    from bot.text import clean_text
-
-    with tempfile.TemporaryDirectory() as scratch:
-        # Every line is the first turn of a new conversation, kept out of the real database.
-        manager = build_manager(_bot_config(args), store=Store(Path(scratch) / "reply.sqlite3"))
-
-        def answer(texts: list[str], numbers: list[int]) -> list[dict]:
-            (text,), (number,) = texts, numbers
-            reply = manager.handle(f"jsonl-{number}", text)
-            route = reply.route or manager.router.route(clean_text(text))
-            return [{**route.as_dict(), "reply": reply.read()}]
-
-        return _jsonl_command(args, answer)
 
 
 def cmd_model_prepare(args) -> int:
@@ -254,11 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
     chat = commands.add_parser("chat", help="chat in the terminal")
     chat.add_argument("--session", default="terminal", help="session id (the conversation is kept under it)")
     _add_bot_options(chat)
-    chat.set_defaults(run=cmd_chat)
+    chat.set_defaults(run=_module_main("bot.frontends.terminal"))
 
     for name, run, text in (
-        ("route", cmd_route, "language, intent and adapter per JSONL line (no generation)"),
-        ("reply", cmd_reply, "route plus the bot's reply per JSONL line"),
+        ("route", _module_main("bot.frontends.jsonl", "route_main"),
+         "language, intent, adapter and facts per JSONL line (no generation)"),
+        ("reply", _module_main("bot.frontends.jsonl", "reply_main"),
+         "route plus the bot's reply per JSONL line, answered in one batch"),
     ):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("--jsonl", required=True, metavar="FILE|-", help='lines {"id": ..., "text": ...}')

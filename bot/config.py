@@ -51,7 +51,7 @@ class DialogueSettings:
     context_tokens: int = 2048  # prompt budget: older turns are dropped to fit (CPU prefill cost grows with it)
     default_language: str = "en"  # for the first message when it is too short to tell
     # Answers (bot/dialogue.py): the similarity thresholds were chosen on data/answers_eval/dev.jsonl.
-    fact_similarity: float = 0.35  # below: no fact answers the question ("I don't know, a human can help")
+    fact_similarity: float = 0.33  # below: no fact answers the question ("I don't know, a human can help")
     agents_question_similarity: float = 0.45  # a human_agent message this near a contact-hours fact is a question
     facts_in_prompt: int = 3  # retrieved facts the reply prompt carries
     check_answers: bool = True  # check each draft's numbers and language before sending

@@ -31,7 +31,7 @@ from bot.engine import Engine
 from bot.router import Route, Router
 from bot.store import Session, Store
 from bot.text import clean_text
-from prompts.formats import Turn
+from prompts.formats import Turn, one_line
 from prompts.knowledge import INTENT_TOPICS, NOT_COVERED, facts_by_id, facts_for_topics
 from prompts.locales import apology_for, locale_for, reply_language
 from prompts.tasks import reply_prompt, summarize_prompt, transcript_text, translate_prompt
@@ -83,6 +83,30 @@ class DialogueManager:
         if route is not None:  # answers to a stored customer turn are stored too
             self.store.add_turn(session, "assistant", text, kind="notice", language=language, intent=route.intent)
         return Reply(route, iter([text]), event)
+
+    def history(self, session_id: str) -> list:
+        """The stored turns of a session, oldest first (front ends show them on return)."""
+        return self.store.turns(self.store.session(session_id))
+
+    def session_language(self, session_id: str) -> str:
+        return self.language_of(self.store.session(session_id))
+
+    def link_agent_thread(self, thread: str, session_id: str) -> None:
+        """Remember that an agents' message `thread` is about `session_id` (agents answer by replying to it)."""
+        self.store.add_agent_thread(thread, session_id)
+
+    def session_of_agent_thread(self, thread: str) -> str | None:
+        return self.store.agent_thread(thread)
+
+    def ready(self) -> dict:
+        """Whether the bot can answer: the model is loaded, with the adapters it serves."""
+        return {"ready": self.engine.model is not None, "adapters": sorted(self.engine.adapters),
+                "answers": dict(self.outcomes)}
+
+    @property
+    def max_concurrent(self) -> int:
+        """How many replies the engine generates at once."""
+        return self.engine.batch.max_batch
 
     def language_of(self, session: Session, hint: str | None = None) -> str:
         """The language to talk to this session in: pinned, detected so far, the front end's
@@ -178,7 +202,7 @@ class DialogueManager:
     def _prompt(self, session: Session, language: str, fact_ids: list[str], intent: str):
         """The reply prompt with as much of the conversation as fits the token budget; the
         intent's topics stand in for facts when none were retrieved (greetings)."""
-        history = [Turn(t.role, t.text) for t in self.store.turns(session) if t.kind == "message"]
+        history = [Turn(t.role, one_line(t.text)) for t in self.store.turns(session) if t.kind == "message"]
         budget = min(self.settings.context_tokens, self.engine.window) - self.engine.settings.max_new_tokens
         facts = facts_by_id(fact_ids, language) if fact_ids else facts_for_topics(INTENT_TOPICS[intent], language)
         while True:

@@ -106,14 +106,19 @@ class EncoderIntents:
             return self._predict_many(texts)
 
     def _predict_many(self, texts: list[str]) -> list[IntentGuess]:
+        readings = self.encoder.read(texts)
+        aligned: dict[int, np.ndarray] = {i: r.vector for i, r in enumerate(readings) if r.space == "aligned"}
+        if self.knowledge is not None:  # facts are found in the aligned space, also for first-pass messages
+            rest = [i for i in range(len(texts)) if i not in aligned]
+            if rest:
+                aligned.update(zip(rest, self.encoder.embed([texts[i] for i in rest])))
         guesses = []
-        for reading in self.encoder.read(texts):
+        for i, reading in enumerate(readings):
             best = int(np.argmax(reading.probabilities))
-            intent = INTENTS[best]
             facts = ()
             if self.knowledge is not None:  # for every intent: "when do your agents work?" reads as human_agent
-                facts = tuple(self.knowledge.rank(reading.vector, reading.probabilities, space=reading.space))
-            guesses.append(IntentGuess(intent, float(reading.probabilities[best]), facts))
+                facts = tuple(self.knowledge.rank(aligned[i], reading.probabilities))
+            guesses.append(IntentGuess(INTENTS[best], float(reading.probabilities[best]), facts))
         return guesses
 
 

@@ -37,6 +37,12 @@ class PromptFormat(Protocol):
     def stop_strings(self, prompt: Prompt) -> tuple[str, ...]: ...
 
 
+def one_line(text: str) -> str:
+    """A turn's text on one line: a customer cannot start a line with "Agent:" and be read as
+    the agent (the transcript formats give each turn one labelled line)."""
+    return " ".join(text.split("\n")).strip()
+
+
 def _labelled(turns: tuple[Turn, ...], prompt: Prompt) -> list[str]:
     labels = {"user": prompt.user_label, "assistant": prompt.assistant_label}
     return [f"{labels[turn.role]}: {turn.text}" for turn in turns]

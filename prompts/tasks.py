@@ -2,7 +2,7 @@
 a human agent), `translate` (agent text ⇄ customer language)."""
 
 from babelbot.languages import language_name
-from prompts.formats import Prompt, Turn
+from prompts.formats import Prompt, Turn, one_line
 from prompts.knowledge import Fact, render_facts
 from prompts.locales import locale_for
 
@@ -27,7 +27,7 @@ def reply_prompt(language: str, turns: list[Turn], facts: list[Fact]) -> Prompt:
 
 def transcript_text(turns: list[Turn]) -> str:
     labels = {"user": "Customer", "assistant": "Agent"}
-    return "\n".join(f"{labels[turn.role]}: {turn.text}" for turn in turns)
+    return "\n".join(f"{labels[turn.role]}: {one_line(turn.text)}" for turn in turns)
 
 
 def summarize_prompt(turns: list[Turn]) -> Prompt:

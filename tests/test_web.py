@@ -2,10 +2,12 @@
 
 import shutil
 import socket
+import threading
 import time
 from types import SimpleNamespace
 
 import pytest
+import uvicorn
 
 from adapters.registry import choose_adapter, load_registry
 from babelbot.language_id import LanguageDetector
@@ -15,7 +17,7 @@ from bot.build import build_router
 from bot.config import BotConfig
 from bot.dialogue import DialogueManager
 from bot.engine import Engine
-from bot.frontends.web import build_demo
+from bot.frontends.web import build_app
 from bot.store import Store
 
 pytestmark = [pytest.mark.browser, pytest.mark.real_model]
@@ -41,10 +43,15 @@ def web(real_model_home, tmp_path):
     engine.load_adapters(load_registry(ADAPTERS_DIR, base_model=DEFAULT_MODEL), model_fingerprint(folder))
     manager = DialogueManager(engine, Store(tmp_path / "web.sqlite3"), build_router(BotConfig(), engine.adapters))
     port = _free_port()
-    demo = build_demo(manager)
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield SimpleNamespace(url=f"http://127.0.0.1:{port}/", spanish_adapter=choose_adapter(engine.adapters, "es", "reply"))
-    demo.close()
+    server = uvicorn.Server(uvicorn.Config(build_app(manager), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    yield SimpleNamespace(url=f"http://127.0.0.1:{port}/", spanish_adapter=choose_adapter(engine.adapters, "es", "reply"),
+                          manager=manager)
+    server.should_exit = True
+    thread.join(timeout=10)
 
 
 @pytest.fixture
@@ -93,10 +100,8 @@ def test_spanish_message_gets_a_streamed_spanish_reply(web, page):
 
     header, reply = snapshots[-1][-2], snapshots[-1][-1]
     assert header.startswith("🌐 es ·") and header.endswith(f"· {adapter.name if adapter else 'base model'}")
-    assert len(reply) > 20 and LanguageDetector().detect(reply) == "es"
-    partial = [s[-1] for s in snapshots if len(s) >= 2 and s[-2] == header and 0 < len(s[-1]) < len(reply)]
-    assert len(partial) >= 3, "the reply arrived in one piece, not streamed"
-    assert all(reply.startswith(p.rstrip()) for p in partial)
+    # Checked before it is sent: the return window's number, in Spanish.
+    assert "30" in reply and LanguageDetector().detect(reply) == "es"
 
     page.reload()  # the same browser gets its conversation back from the store
     page.wait_for_selector('[data-testid="bot"]', timeout=30_000)
@@ -122,3 +127,25 @@ def test_a_one_word_greeting_takes_the_browsers_language(web, browser):
     page.keyboard.press("Enter")
     header = _wait_for_reply(page)[-1][-2]
     assert header.startswith("🌐 pt ·"), header
+
+
+def test_no_caller_can_read_or_write_another_customers_conversation(web):
+    """The session comes from the server's signed HttpOnly cookie, never from the caller:
+    a Telegram customer's turn cannot be read or written through the page's API."""
+    import httpx
+    from gradio_client import Client
+
+    store = web.manager.store
+    store.add_turn(store.session("tg:777"), "user", "My order NW-99999, card ending 4242", language="en")
+    response = httpx.get(web.url)
+    cookie = response.headers["set-cookie"]
+    assert "babelbot_session=" in cookie and "HttpOnly" in cookie
+    assert httpx.get(web.url + "healthz").json() == {"status": "ok"}
+    assert httpx.get(web.url + "readyz").json()["ready"] is True
+
+    client = Client(web.url, verbose=False)
+    with pytest.raises(Exception):  # the endpoint takes no session id at all
+        client.predict("tg:777", api_name="/restore")
+    assert "4242" not in str(client.predict(api_name="/restore"))
+    client.predict("tg:777 hello", api_name="/chat")
+    assert [turn.text for turn in web.manager.history("tg:777")] == ["My order NW-99999, card ending 4242"]

@@ -223,14 +223,14 @@ class TelegramFrontEnd:
                 context.bot.send_message, self.config.agents_chat_id, chunk, link_preview_options=NO_PREVIEW,
                 retries=self.config.max_retries,
             )
-            self.manager.store.add_agent_thread(f"{self.config.agents_chat_id}:{message.message_id}", session_id)
+            self.manager.link_agent_thread(f"{self.config.agents_chat_id}:{message.message_id}", session_id)
 
     async def _handoff_to_agents(self, context, session_id: str) -> None:
         if self.config.agents_chat_id is None:
             log.warning("handoff in %s but no telegram.agents_chat_id is configured; nobody is told", session_id)
             return
         summary = await asyncio.to_thread(self.manager.summarize, session_id)
-        language = self.manager.language_of(self.manager.store.session(session_id))
+        language = self.manager.session_language(session_id)
         await self._to_agents(
             context, session_id,
             f"🙋 Handoff: customer {session_id} ({language}).\nSummary: {summary}\n\n"
@@ -310,7 +310,7 @@ class TelegramFrontEnd:
         message = update.effective_message
         if not message.reply_to_message or not message.text:
             return
-        session_id = self.manager.store.agent_thread(f"{message.chat_id}:{message.reply_to_message.message_id}")
+        session_id = self.manager.session_of_agent_thread(f"{message.chat_id}:{message.reply_to_message.message_id}")
         if session_id is None:
             return
         translated = await asyncio.to_thread(self.manager.agent_reply, session_id, message.text)
@@ -337,7 +337,7 @@ def build_application(manager: DialogueManager, config: TelegramConfig) -> Appli
     async def on_start(application: Application) -> None:
         # Replies are produced in worker threads; enough of them for every row of the engine's
         # batch, so concurrent chats are generated together (the default pool has cores + 4).
-        workers = manager.engine.batch.max_batch + 4
+        workers = manager.max_concurrent + 4
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(workers, thread_name_prefix="reply"))
         await application.bot.set_my_commands([BotCommand(name, text) for name, text in COMMANDS.items()])
 
