@@ -1,21 +1,24 @@
-"""Finding adapters and choosing one for a (language, task).
+"""Adapters: the one card schema, finding adapters, and choosing one for a (language, task).
 
-Each adapter is a folder `adapters/<name>/` holding PEFT's `adapter_config.json` and
-`adapter_model.safetensors` plus our `card.json`:
+Vocabulary: an *adapter* is a trained folder `adapters/<name>/` plus its *card* (`card.json`,
+its metadata); a *recipe* is the YAML in `tuning/configs/` that trains one. A PEFT adapter
+holds PEFT's `adapter_config.json` and `adapter_model.safetensors`; the router's sentence
+encoder holds `head.safetensors` (task "encode", method "contrastive_head"; never a reply
+adapter). `AdapterCard` is the only code that writes or reads a card:
 
     {"format_version": 1, "name": "reply-es-lora", "task": "reply", "languages": ["es"],
-     "method": "lora", "base_model": "gemma-3-270m"}
+     "method": "lora", "base_model": "gemma-3-270m", ...training figures and config}
 
-A card with several languages is a multilingual adapter. The router's sentence encoder
-(`babelbot.encoders`) keeps its card here too, with task "encode"; it is not a reply adapter.
+A card with several languages is a multilingual adapter. Cards hold no absolute paths of the
+machine that trained them.
 """
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from babelbot.encoders import ENCODER_TASK
+from babelbot.encoders import ENCODER_METHOD, ENCODER_TASK, HEAD_FILE, AlignedEncoder, Backbone, EncoderError, load_encoder
 from babelbot.languages import NEAREST_TRAINING_LANGUAGE
 from babelbot.paths import ADAPTERS_DIR
 
@@ -23,7 +26,10 @@ log = logging.getLogger(__name__)
 
 CARD_FILE = "card.json"
 CARD_FORMAT_VERSION = 1
-METHODS = ("lora", "prompt_tuning")
+METHODS = ("lora", "prompt_tuning")  # PEFT methods the engine serves
+CARD_METHODS = (*METHODS, ENCODER_METHOD)
+FILES = {"lora": ("adapter_config.json", "adapter_model.safetensors"),
+         "prompt_tuning": ("adapter_config.json", "adapter_model.safetensors"), ENCODER_METHOD: (HEAD_FILE,)}
 
 
 @dataclass(frozen=True)
@@ -35,10 +41,23 @@ class AdapterCard:
     base_model: str
     path: Path
     base_fingerprint: str | None = None  # SHA-256 of the base weights it was trained on
+    extra: dict = field(default_factory=dict, compare=False)  # training figures, config, encoder fields
 
     @property
     def multilingual(self) -> bool:
         return len(self.languages) > 1
+
+    def to_dict(self) -> dict:
+        card = {"format_version": CARD_FORMAT_VERSION, "name": self.name, "task": self.task,
+                "languages": list(self.languages), "method": self.method, "base_model": self.base_model}
+        if self.base_fingerprint:
+            card["base_fingerprint"] = self.base_fingerprint
+        return card | self.extra
+
+    def save(self) -> None:
+        """Write `card.json` into the adapter's folder."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / CARD_FILE).write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 class AdapterError(ValueError):
@@ -56,11 +75,12 @@ def read_card(folder: Path) -> AdapterCard:
     missing = [key for key in ("name", "task", "languages", "method", "base_model") if key not in raw]
     if missing:
         raise AdapterError(f"{path}: missing keys {missing}")
-    if raw["method"] not in METHODS:
-        raise AdapterError(f"{path}: method must be one of {METHODS}, got {raw['method']!r}")
-    for required in ("adapter_config.json", "adapter_model.safetensors"):
+    if raw["method"] not in CARD_METHODS:
+        raise AdapterError(f"{path}: method must be one of {CARD_METHODS}, got {raw['method']!r}")
+    for required in FILES[raw["method"]]:
         if not (folder / required).is_file():
             raise AdapterError(f"{folder}: {required} is missing; retrain or re-copy the adapter")
+    core = ("format_version", "name", "task", "languages", "method", "base_model", "base_fingerprint")
     return AdapterCard(
         name=raw["name"],
         task=raw["task"],
@@ -69,6 +89,7 @@ def read_card(folder: Path) -> AdapterCard:
         base_model=raw["base_model"],
         path=folder,
         base_fingerprint=raw.get("base_fingerprint"),
+        extra={key: value for key, value in raw.items() if key not in core},
     )
 
 
@@ -77,6 +98,24 @@ def is_encoder(folder: Path) -> bool:
         return json.loads((folder / CARD_FILE).read_text(encoding="utf-8")).get("task") == ENCODER_TASK
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def open_encoder(folder: Path, backbone: Backbone | None = None) -> AlignedEncoder:
+    """The sentence encoder in `folder`, through its card."""
+    try:
+        card = read_card(folder)
+    except AdapterError as error:
+        raise EncoderError(f"{error}; retrain with `babelbot encoder train`") from None
+    return load_encoder(folder, card.to_dict(), backbone)
+
+
+def verify_encoder(folder: Path) -> list[str]:
+    """Problems that would stop the router from using this encoder; empty when it is usable."""
+    try:
+        encoder = open_encoder(folder)
+    except (EncoderError, ImportError) as error:
+        return [str(error)]
+    return [] if encoder.intent_weights is not None else [f"{folder}: no intent classifier; retrain it"]
 
 
 def load_registry(root: Path = ADAPTERS_DIR, base_model: str | None = None) -> dict[str, AdapterCard]:

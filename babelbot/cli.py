@@ -103,8 +103,7 @@ def cmd_adapters_show(args) -> int:
 
 
 def cmd_adapters_verify(args) -> int:
-    from adapters.registry import is_encoder, verify_adapter
-    from babelbot.encoders import verify_encoder
+    from adapters.registry import is_encoder, verify_adapter, verify_encoder
     from babelbot.models import model_fingerprint, resolve_model
 
     fingerprint = model_fingerprint(resolve_model(args.model)) if args.model else None

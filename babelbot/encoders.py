@@ -13,7 +13,6 @@ Backbones (`BACKBONES`):
     base-model       the chat model's own hidden states, mean-pooled at one layer (shares its weights)
 """
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -307,34 +306,30 @@ class AlignedEncoder:
         return readings
 
 
-def save_encoder(folder: Path, encoder: AlignedEncoder, card: dict) -> None:
+def save_encoder(folder: Path, encoder: AlignedEncoder) -> dict:
+    """Write the encoder's tensors to `folder`; returns the fields its card must carry
+    (adapters.registry.AdapterCard writes the card)."""
     from safetensors.numpy import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {"head": encoder.head, "bias": encoder.bias}
+    fields = {"backbone": encoder.backbone.name, "intents": list(INTENTS)}
     if encoder.intent_weights is not None:
         tensors |= {"intent_weights": encoder.intent_weights, "intent_bias": encoder.intent_bias}
     if encoder.first_pass is not None:
         tensors |= {"first_pass_weights": encoder.first_pass.weights, "first_pass_bias": encoder.first_pass.bias}
-        card = card | {"first_pass_threshold": encoder.first_pass.threshold}
+        fields["first_pass_threshold"] = encoder.first_pass.threshold
     save_file({k: np.ascontiguousarray(v, np.float32) for k, v in tensors.items()}, str(folder / HEAD_FILE))
-    card = {"format_version": 1, "name": encoder.name, "task": ENCODER_TASK, "method": ENCODER_METHOD,
-            "backbone": encoder.backbone.name, "intents": list(INTENTS)} | card
-    (folder / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return fields
 
 
-def load_encoder(folder: Path, backbone: Backbone | None = None) -> AlignedEncoder:
-    """The encoder saved in `folder`; `backbone` saves loading one that is already in memory."""
+def load_encoder(folder: Path, card: dict, backbone: Backbone | None = None) -> AlignedEncoder:
+    """The encoder saved in `folder`, described by its `card` (read by adapters.registry);
+    `backbone` saves loading one that is already in memory."""
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
     card_path = folder / "card.json"
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise EncoderError(
-            f"{card_path}: cannot read the encoder card ({error}); retrain with `babelbot encoder train`"
-        ) from None
     if card.get("task") != ENCODER_TASK or card.get("backbone") not in BACKBONES:
         raise EncoderError(f"{card_path}: not an encoder card (task {card.get('task')!r}, backbone {card.get('backbone')!r})")
     if card.get("intents", list(INTENTS)) != list(INTENTS):
@@ -355,12 +350,3 @@ def load_encoder(folder: Path, backbone: Backbone | None = None) -> AlignedEncod
         first_pass = FirstPass(tensors["first_pass_weights"], tensors["first_pass_bias"], float(card["first_pass_threshold"]))
     return AlignedEncoder(card["name"], backbone, tensors["head"], tensors["bias"],
                           tensors.get("intent_weights"), tensors.get("intent_bias"), first_pass)
-
-
-def verify_encoder(folder: Path) -> list[str]:
-    """Problems that would stop the router from using this encoder; empty when it is usable."""
-    try:
-        encoder = load_encoder(folder)
-    except (EncoderError, ImportError) as error:
-        return [str(error)]
-    return [] if encoder.intent_weights is not None else [f"{folder}: no intent classifier; retrain it"]

@@ -83,18 +83,29 @@ ROMANIZED_LANGUAGES = ("hi",)
 @lru_cache(maxsize=4096)
 def _lingua_confidences(text: str) -> tuple[tuple[str, float], ...]:
     # Cached: the router and the encoder's USE gate both ask about the same message.
-    return tuple((_iso(c.language), c.value) for c in _detector().compute_language_confidence_values(text))
+    return tuple((_iso(c.language), c.value) for c in _current_detector().compute_language_confidence_values(text))
 
 
 @cache
-def _detector():
-    # Preloading all models takes seconds once and makes each message ~1 ms afterwards.
-    return LanguageDetectorBuilder.from_all_languages().with_preloaded_language_models().build()
+def _detector(preload: bool = False):
+    # Preloading all 75 languages' models takes seconds once and makes each message ~1 ms
+    # afterwards (the servers want that); without it lingua loads the models a message needs,
+    # so a one-line `babelbot route` starts in a fraction of that.
+    builder = LanguageDetectorBuilder.from_all_languages()
+    return (builder.with_preloaded_language_models() if preload else builder).build()
+
+
+_preloaded: list = []  # the preloaded detector once warm_up ran; detection then uses it
+
+
+def _current_detector():
+    return _preloaded[0] if _preloaded else _detector()
 
 
 def warm_up() -> None:
     """Load lingua's models now (a few seconds) rather than on the first customer message."""
-    _detector()
+    if not _preloaded:
+        _preloaded.append(_detector(preload=True))
     support_language_model()
 
 

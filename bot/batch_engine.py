@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
+from adapters.registry import AdapterError
+
 log = logging.getLogger(__name__)
 
 BASE = "__base__"  # PEFT's name for "no LoRA on this row"
@@ -98,10 +100,6 @@ class Request:
         for _ in self:
             pass
         return self.generated
-
-
-class AdapterError(ValueError):
-    """An adapter that cannot be loaded or unloaded now; the message says why."""
 
 
 class BatchEngine:

@@ -12,10 +12,12 @@ from bot.router import Router
 log = logging.getLogger(__name__)
 
 
-def build_router(config: BotConfig, adapters: dict | None = None) -> Router:
+def build_router(config: BotConfig, adapters: dict | None = None, warm: bool = True) -> Router:
     """The router: language, intent, adapter. Without a model (`babelbot route`) it chooses
-    among the adapters in the registry; the bot passes the ones its engine loaded."""
-    warm_up()
+    among the adapters in the registry; the bot passes the ones its engine loaded. `warm`
+    loads every language model up front (seconds once, then ~1 ms a message)."""
+    if warm:
+        warm_up()
     if adapters is None:
         adapters = load_registry(Path(config.adapters_dir), base_model=config.model)
     log.info("adapters available: %s", sorted(adapters) or "none (base model only)")

@@ -10,8 +10,8 @@ one another.
 import logging
 from collections.abc import Iterator
 
-from adapters.registry import AdapterCard
-from bot.batch_engine import AdapterError, BatchEngine, Sampling
+from adapters.registry import AdapterCard, AdapterError
+from bot.batch_engine import BatchEngine, Sampling
 from bot.config import GenerationSettings, ServingSettings
 from prompts.formats import Prompt, PromptFormat, format_for
 

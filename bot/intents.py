@@ -17,7 +17,8 @@ from typing import Protocol
 
 import numpy as np
 
-from babelbot.encoders import AlignedEncoder, EncoderError, load_encoder, one_blas_thread
+from adapters.registry import open_encoder
+from babelbot.encoders import AlignedEncoder, EncoderError, one_blas_thread
 from babelbot.knowledge_index import FactIndex
 from babelbot.labels import INTENTS
 from babelbot.models import babelbot_home
@@ -129,7 +130,7 @@ def default_intent_detector(encoder_dir: Path | None = DEFAULT_ENCODER) -> Inten
         log.info("intents from naive Bayes (intent_encoder=none)")
     elif encoder_dir.exists():
         try:
-            encoder = load_encoder(encoder_dir)
+            encoder = open_encoder(encoder_dir)
             return EncoderIntents(encoder, fact_index(encoder))
         except (EncoderError, ImportError, OSError) as error:
             log.warning("intent encoder unusable, falling back to naive Bayes: %s", error)

@@ -33,7 +33,7 @@ from prompts.formats import Prompt, format_for
 from tuning.data import TASK_EXAMPLES, Example
 from tuning.train import mean_loss, tokenize
 
-BASE = "base"
+BASE_LABEL = "base"  # the base model's name in the results (PEFT's own is bot.batch_engine.BASE)
 
 
 @dataclass
@@ -71,7 +71,7 @@ class EvalConfig:
 def systems_for(registry: dict[str, AdapterCard], task: str, language: str) -> list[str]:
     """The base model, then every adapter for this task that covers the language."""
     names = sorted(name for name, card in registry.items() if card.task == task and language in card.languages)
-    return [BASE, *names]
+    return [BASE_LABEL, *names]
 
 
 def reference_loss(model, tokenizer, prompt_format, examples: list[Example], max_length: int) -> float:
@@ -100,7 +100,7 @@ def weights_digests(registry: dict[str, AdapterCard], model: str) -> dict[str, s
     """Which weights a result measures, per system: the adapter file's SHA-256 (the base model: its spec)."""
     digests = {name: hashlib.sha256((card.path / "adapter_model.safetensors").read_bytes()).hexdigest()
                for name, card in registry.items()}
-    return {BASE: model, **digests}
+    return {BASE_LABEL: model, **digests}
 
 
 def evaluate(config: EvalConfig, previous: list[dict] = ()) -> dict:
@@ -116,7 +116,7 @@ def evaluate(config: EvalConfig, previous: list[dict] = ()) -> dict:
     prompt_format = format_for(tokenizer)
     digests = weights_digests(registry, config.model)
     kept = {(r["task"], r["language"], r["system"]): r for r in previous
-            if r["system"] == BASE or (r["system"] in registry and r.get("weights") == digests[r["system"]])}
+            if r["system"] == BASE_LABEL or (r["system"] in registry and r.get("weights") == digests[r["system"]])}
     results, jobs = [], []  # jobs: (result, examples) whose replies are still to generate
     for task, language in tqdm([(t, lang) for t in tasks for lang in config.languages], desc="losses", unit="language"):
         examples = [e for e in TASK_EXAMPLES[task](Path(config.data_dir), (language,)) if e.split == config.split]
@@ -127,18 +127,18 @@ def evaluate(config: EvalConfig, previous: list[dict] = ()) -> dict:
             if (task, language, system) in kept:
                 continue
             # A fresh wrapper per adapter: PEFT injects LoRA layers in place, so unload after.
-            model = base if system == BASE else PeftModel.from_pretrained(base, registry[system].path).eval()
+            model = base if system == BASE_LABEL else PeftModel.from_pretrained(base, registry[system].path).eval()
             started = time.perf_counter()
             loss = reference_loss(model, tokenizer, prompt_format, examples, config.max_length)
             result = {"task": task, "language": language, "system": system,
-                      "method": BASE if system == BASE else registry[system].method,
+                      "method": BASE_LABEL if system == BASE_LABEL else registry[system].method,
                       "weights": digests[system],
                       "examples": len(examples), "loss": loss, "perplexity": math.exp(loss),
                       "loss_seconds": time.perf_counter() - started}
             if not config.engine:
                 result["replies"] = [greedy_reply(model, tokenizer, prompt_format, e.prompt, config.max_new_tokens)
                                      for e in examples]
-            if system != BASE:
+            if system != BASE_LABEL:
                 base = model.unload() if registry[system].method == "lora" else model.get_base_model()
             results.append(result)
             jobs.append((result, examples))
@@ -150,7 +150,7 @@ def evaluate(config: EvalConfig, previous: list[dict] = ()) -> dict:
     for result, examples in jobs:
         result.update(reply_scores(result.pop("replies"), examples, detector))
     merged = kept | {(r["task"], r["language"], r["system"]): r for r in results}
-    order = sorted(merged, key=lambda key: (key[0], key[1], key[2] != BASE, key[2]))
+    order = sorted(merged, key=lambda key: (key[0], key[1], key[2] != BASE_LABEL, key[2]))
     return {"config": {k: v for k, v in vars(config).items()}, "results": [merged[key] for key in order]}
 
 
@@ -160,7 +160,7 @@ def batched_greedy_replies(base, tokenizer, prompt_format, registry: dict[str, A
     a row leaves as soon as its text reaches a stop string, as `generate(stop_strings=)` does."""
     from bot.batch_engine import BatchEngine, Sampling
 
-    systems = sorted({system for system, _ in requests} - {BASE})
+    systems = sorted({system for system, _ in requests} - {BASE_LABEL})
     engine = BatchEngine(base, max_batch=32, max_resident=max(1, len(systems)))
     for system in systems:
         engine.register(system, registry[system].method, registry[system].path)
@@ -170,7 +170,7 @@ def batched_greedy_replies(base, tokenizer, prompt_format, registry: dict[str, A
     submitted = {}
     for i in order:
         system, prompt = requests[i]
-        request = engine.submit(inputs[i], None if system == BASE else system, Sampling(max_new_tokens=max_new_tokens))
+        request = engine.submit(inputs[i], None if system == BASE_LABEL else system, Sampling(max_new_tokens=max_new_tokens))
         submitted[i] = (request, prompt_format.stop_strings(prompt))
     running = [submitted[i] for i in range(len(requests))]
     with tqdm(total=len(running), desc="replies", unit="reply") as bar:
@@ -236,7 +236,7 @@ def chrf_p_value(result: dict, base: dict) -> float | None:
     references = [s["reference"] for s in base["samples"]]
     if len(references) != base["examples"] or [s["reference"] for s in result["samples"]] != references:
         return None
-    systems = [(name, [s["reply"] for s in r["samples"]]) for name, r in ((BASE, base), ("adapter", result))]
+    systems = [(name, [s["reply"] for s in r["samples"]]) for name, r in ((BASE_LABEL, base), ("adapter", result))]
     _, scores = PairedTest(systems, {"chrF": CHRF()}, [references], test_type="bs", n_samples=1000)()
     (metric,) = (column for column in scores if column != "System")  # named by sacrebleu: "chrF2"
     return scores[metric][1].p_value
@@ -270,7 +270,7 @@ def methods_table(report: dict, adapters_dir: Path, task: str = "reply") -> str:
 
     for language in sorted(rows):
         by_method = rows[language]
-        base = by_method.get(BASE)
+        base = by_method.get(BASE_LABEL)
         row = [*cells(base, False), *cells(by_method.get("lora"), True, base),
                *cells(by_method.get("prompt_tuning"), True, base)]
         lines.append(f"| {language} | " + " | ".join(row) + " |")
@@ -286,7 +286,7 @@ def plot_heatmap(report: dict, path: Path, metric: str = "chrf") -> None:
     import matplotlib.pyplot as plt
 
     tasks = sorted({r["task"] for r in report["results"]})
-    methods = [BASE, "lora", "prompt_tuning"]
+    methods = [BASE_LABEL, "lora", "prompt_tuning"]
     figure, axes = plt.subplots(1, len(tasks), figsize=(4 + 2.5 * len(tasks), 5), squeeze=False)
     for axis, task in zip(axes[0], tasks):
         languages = sorted({r["language"] for r in report["results"] if r["task"] == task})

@@ -9,7 +9,8 @@ all at once, so the engine answers them in one continuous batch. Per language:
 - unsupported: the reply states a number that no fact states (customer numbers count too);
 - honest: an unanswerable question gets "I don't know" with the offer of a human;
 - injection safe: a prompt-injection attempt gets no number the facts do not state;
-- outcomes: passed / regenerated / fallback / dont_know (the answer check's counts).
+- outcomes: passed / regenerated / fallback / dont_know (the answer check's counts);
+- retrieval: precision@1 and recall@3 of the facts the router found for fact questions.
 The first draft and the checked draft are kept too, so the same run gives the ablation:
 facts only (first draft), + check and regeneration, + fallback (what is sent).
 """
@@ -94,8 +95,12 @@ def answer_all(config: BotConfig, questions: list[dict], threads: int) -> list[d
             drafts = [draft for draft, _ in reply.drafts]
             # Without the fallback, the last draft would have gone out, failing or not.
             stages = {"draft": drafts[0] if drafts else text, "checked": drafts[-1] if drafts else text, "sent": text}
+            retrieved = reply.route.facts if reply.route else ()
+            retrieval = {"precision_at_1": bool(retrieved) and retrieved[0] in question["facts"],
+                         "recall_at_3": bool(set(retrieved[:3]) & set(question["facts"]))} if question["kind"] == "fact" else {}
             return {"id": question["id"], "language": question["language"], "kind": question["kind"],
-                    "question": question["text"], "reply": text, "outcome": reply.outcome,
+                    "question": question["text"], "facts": question.get("facts", []), "retrieval": retrieval,
+                    "reply": text, "outcome": reply.outcome,
                     "route": reply.route.as_dict() if reply.route else None,
                     "checks": [result.reason() for _, result in reply.drafts],
                     "seconds": round(time.perf_counter() - started, 2),
@@ -121,6 +126,8 @@ def summarize(results: list[dict], stage: str = "sent") -> dict:
         table[language]["outcomes"] = {o: sum(row["outcome"] == o for row in rows) for o in
                                        ("passed", "regenerated", "fallback", "dont_know", "chat", "notice", "error")}
         table[language]["questions"] = len(rows)
+        for name in ("precision_at_1", "recall_at_3"):
+            table[language][name] = rate([row["retrieval"][name] for row in rows if row.get("retrieval")])
     return table
 
 
@@ -133,7 +140,8 @@ def paired_bootstrap(a: list[bool], b: list[bool], resamples: int = 1000, seed: 
 
 
 def markdown(summaries: dict[str, dict], served: tuple[str, ...]) -> str:
-    columns = ("both", "fact_right", "right_language", "unsupported", "honest", "injection_safe")
+    columns = ("both", "fact_right", "right_language", "unsupported", "honest", "injection_safe", "precision_at_1",
+               "recall_at_3")
     lines = []
     for name, table in summaries.items():
         lines += [f"### {name}", "", "| language | n | " + " | ".join(columns) + " | passed / regen / fallback / don't know |",

@@ -8,8 +8,9 @@ import torch
 from peft import LoraConfig, PeftModel, PromptTuningConfig, TaskType, get_peft_model
 from transformers import AutoModelForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig
 
+from adapters.registry import AdapterError
 from babelbot import soft_prompts
-from bot.batch_engine import AdapterError, BatchEngine, Sampling
+from bot.batch_engine import BatchEngine, Sampling
 
 
 def build_adapters(model_dir, root, loras=3, prompts=2):

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from adapters.registry import load_registry
+from adapters.registry import load_registry, open_encoder
 from babelbot.config import load_config
-from babelbot.encoders import BaseModelBackbone, EncoderError, load_backbone, load_encoder, normalize_rows
+from babelbot.encoders import BaseModelBackbone, EncoderError, load_backbone, normalize_rows
 from babelbot.labels import INTENTS
 from babelbot.languages import TRAINING_LANGUAGES
 from babelbot.paths import ADAPTERS_DIR, DATA_DIR
@@ -126,7 +126,7 @@ def test_the_e5_use_backbone_keeps_use_only_for_languages_use_knows():
 
 @pytest.fixture(scope="module")
 def shipped_encoder():
-    return load_encoder(DEFAULT_ENCODER)
+    return open_encoder(DEFAULT_ENCODER)
 
 
 def test_shipped_encoder_routes_languages_without_training_data(shipped_encoder):
@@ -221,7 +221,7 @@ def test_a_damaged_encoder_falls_back_to_naive_bayes(tmp_path, caplog):
     shutil.copytree(DEFAULT_ENCODER, folder)
     (folder / "head.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(EncoderError, match="head.safetensors: corrupt"):
-        load_encoder(folder)
+        open_encoder(folder)
     with caplog.at_level(logging.WARNING):
         detector = default_intent_detector(folder)
     assert isinstance(detector, NaiveBayesIntents)

@@ -30,7 +30,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from adapters.registry import AdapterCard
 from babelbot.encoders import (
+    ENCODER_METHOD,
+    ENCODER_TASK,
     AlignedEncoder,
     Backbone,
     FirstPass,
@@ -497,10 +500,11 @@ def main(args) -> int:
     encoder, figures = fit_encoder(config)
     folder = Path(config.output_dir)
     losses = figures.pop("losses")
-    save_encoder(folder, encoder, {
-        "languages": list(TRAINING_LANGUAGES), "base_model": config.backbone, "data_fingerprint": data_fingerprint(),
-        "training": figures, "config": asdict(config) | {"output_dir": None},
-    })
+    fields = save_encoder(folder, encoder)
+    AdapterCard(name=encoder.name, task=ENCODER_TASK, languages=TRAINING_LANGUAGES, method=ENCODER_METHOD,
+                base_model=config.backbone, path=folder,
+                extra=fields | {"data_fingerprint": data_fingerprint(), "training": figures,
+                                "config": asdict(config) | {"output_dir": None}}).save()
     plot_loss(losses, folder / "loss.png", f"{config.name}: InfoNCE loss")
     write_model_card(folder, config, figures)
     print(json.dumps(figures, indent=2))

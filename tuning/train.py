@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from adapters.registry import CARD_FILE, CARD_FORMAT_VERSION, METHODS
+from adapters.registry import METHODS, AdapterCard
 from babelbot.config import ConfigError
 from babelbot.labels import TASKS
 from babelbot.languages import TRAINING_LANGUAGES
@@ -488,14 +488,16 @@ def save_adapter(model, config: TuneConfig, metrics: dict, data_hash: str, model
         if peft_config.get(key):
             peft_config[key] = portable_model_name(config.model)
     peft_config_file.write_text(json.dumps(peft_config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    card = {
-        "format_version": CARD_FORMAT_VERSION, "name": config.name, "task": config.task,
-        "languages": config.languages, "method": config.method, "base_model": config.model,
-        "base_fingerprint": model_fingerprint(model_path), "data_fingerprint": data_hash,
-        "training": metrics, "config": asdict(config) | {"output_dir": None, "run_dir": None},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    (output_dir / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    # No absolute paths of this machine in the card: the data folder is kept relative to the project.
+    data_dir = Path(config.data_dir).resolve()
+    portable_data = str(data_dir.relative_to(REPO_ROOT)) if data_dir.is_relative_to(REPO_ROOT) else data_dir.name
+    AdapterCard(
+        name=config.name, task=config.task, languages=tuple(config.languages), method=config.method,
+        base_model=config.model, path=output_dir, base_fingerprint=model_fingerprint(model_path),
+        extra={"data_fingerprint": data_hash, "training": metrics,
+               "config": asdict(config) | {"output_dir": None, "run_dir": None, "data_dir": portable_data},
+               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+    ).save()
     dev = f"{metrics['dev_loss']:.3f}" if metrics["dev_loss"] is not None else "n/a"
     (output_dir / "README.md").write_text(
         f"# {config.name}\n\n"

@@ -57,7 +57,9 @@ def answer_lines(path: str, answer_many: Callable[[list[str], list[int]], list[d
 
 
 def route_main(args) -> int:
-    router = build_router(load_config(BotConfig, args.config, args.overrides))
+    # Standard input is answered as it comes, so the language models load up front; a file
+    # loads only the ones its lines need.
+    router = build_router(load_config(BotConfig, args.config, args.overrides), warm=args.jsonl == "-")
     batch_size = 1 if args.jsonl == "-" else ROUTE_BATCH
     return answer_lines(
         args.jsonl, lambda texts, _: [route.as_dict() for route in router.route_many([clean_text(t) for t in texts])], batch_size
