@@ -14,6 +14,8 @@ COPY bot ./bot
 COPY tuning ./tuning
 COPY prompts ./prompts
 COPY adapters ./adapters
+COPY evals ./evals
+COPY bench ./bench
 COPY data ./data
 RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu -e .
 

@@ -92,7 +92,10 @@ def check_reply(
     number they state (a reply that gives half of "Monday to Friday 8:00–20:00" is not the
     fact). `detect(text)` names the draft's language
     (None when it cannot tell); a draft in another language than `language` fails."""
-    allowed = {n for fact in facts for n in numbers_in(fact)} | customer_identifiers(customer_text)
+    # An answering fact that states no number ("shoes must be unworn") leaves no room for the
+    # other facts' numbers: a number then answers something else than the question.
+    sources = facts if not required or any(numbers_in(fact) for fact in required) else required
+    allowed = {n for fact in sources for n in numbers_in(fact)} | customer_identifiers(customer_text)
     stated = numbers_in(draft)
     unsupported = tuple(dict.fromkeys(n for n in stated if n not in allowed))
     missing: list[str] = []

@@ -241,7 +241,8 @@ class DialogueManager:
         language = reply_language(route.language)
         apology = apology_for(route.language)
         answer = self._answering_fact(route)
-        chat = route.intent in CHAT_INTENTS and answer is None
+        # Without retrieval (intent_encoder=none) the intent's topics ground the reply, as chat.
+        chat = (route.intent in CHAT_INTENTS or not route.facts) and answer is None
         if answer is None and not chat:
             reply.outcome = "dont_know"
             text = locale_for(language).notice("dont_know")

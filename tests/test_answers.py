@@ -40,6 +40,10 @@ def test_the_check_refuses_other_numbers_and_wants_the_facts_numbers():
     # An order number the customer typed may be repeated; an amount they name may not.
     assert check_reply("Order NW-48213: express is $19.95.", [fact], "where is NW-48213?", [fact], "en").passed
     assert check_reply("Yes, a 50% refund and $19.95.", [fact], "give me a 50% refund", [fact], "en").unsupported == ("50",)
+    # When the answering fact states no number, the other facts' numbers answer something else.
+    condition = "Shoes must be unworn with the tags attached."
+    assert check_reply("Shoes: within 5 business days.", [condition, "Refunds within 5 business days."], "", [condition],
+                       "en").unsupported == ("5",)
     other = check_reply("Express costs $19.95.", [fact], "", [fact], "es", detect=lambda text: "en")
     assert other.language == "en" and not other.passed
 
