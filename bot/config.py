@@ -52,8 +52,8 @@ class DialogueSettings:
     default_language: str = "en"  # for the first message when it is too short to tell
     # Answers (bot/dialogue.py): the similarity thresholds were chosen on data/answers_eval/dev.jsonl.
     fact_similarity: float = 0.33  # below: no fact answers the question ("I don't know, a human can help")
-    agents_question_similarity: float = 0.45  # a human_agent message this near a contact-hours fact is a question
     facts_in_prompt: int = 3  # retrieved facts the reply prompt carries
+    sibling_gap: float = 0.05  # a same-topic runner-up this close to the best fact answers too (both are stated)
     check_answers: bool = True  # check each draft's numbers and language before sending
     regenerate: bool = True  # a draft that fails the check is drafted once more before the fallback
     language_check_min_letters: int = 20  # shorter drafts are not language-checked (too short to tell)

@@ -13,8 +13,8 @@ A question is answered from the facts the router retrieved:
   know, a human can help" (outcome "dont_know");
 - else the model drafts a reply grounded in the facts, and the answer check
   (bot/answer_check.py) reads it before it is sent: "passed"; a draft that fails is
-  drafted again with only the answering fact in the prompt: "regenerated"; if that fails
-  too, the fact itself is sent in the customer's language with the offer of a human:
+  drafted again with only the answering fact(s) in the prompt: "regenerated"; if that fails
+  too, the facts themselves are sent in the customer's language with the offer of a human:
   "fallback". The reply is sent after the check (streaming a draft that may be withdrawn
   would show customers wrong numbers).
 """
@@ -32,7 +32,7 @@ from bot.router import Route, Router
 from bot.store import Session, Store
 from bot.text import clean_text
 from prompts.formats import Turn, one_line
-from prompts.knowledge import INTENT_TOPICS, NOT_COVERED, facts_by_id, facts_for_topics
+from prompts.knowledge import INTENT_TOPICS, NOT_COVERED, REQUEST_HUMAN, facts_by_id, facts_for_topics
 from prompts.locales import apology_for, locale_for, reply_language
 from prompts.tasks import reply_prompt, summarize_prompt, transcript_text, translate_prompt
 
@@ -75,6 +75,9 @@ class DialogueManager:
         self.router = router
         self.settings = settings or DialogueSettings()
         self.outcomes: Counter[str] = Counter()  # answers by outcome since start, for the metrics
+        # Whether a person can take over here (the front end knows: Telegram with an agents'
+        # chat can, the web page and the terminal cannot); if not, the customer is told so.
+        self.agents_reachable = True
 
     def _notice(
         self, session: Session, language: str, key: str, route: Route | None = None, event: str | None = None, **values
@@ -133,6 +136,8 @@ class DialogueManager:
     def start_handoff(self, session_id: str) -> Reply:
         """Put the session in the hands of a human agent (the /human command)."""
         session = self.store.session(session_id)
+        if not self.agents_reachable:
+            return self._notice(session, self.language_of(session), "no_agents")
         self.store.update_session(session_id, state="handoff")
         return self._notice(session, self.language_of(session), "handoff", event="handoff")
 
@@ -182,6 +187,8 @@ class DialogueManager:
         if session.state == "handoff":
             return self._notice(session, route.language, "waiting", route, event="waiting")
         if route.intent == "human_agent" and not self._asks_about_agents(route):
+            if not self.agents_reachable:
+                return self._notice(session, route.language, "no_agents", route)
             self.store.update_session(session_id, state="handoff")
             return self._notice(session, route.language, "handoff", route, event="handoff")
         reply = Reply(route, iter(()))
@@ -189,15 +196,21 @@ class DialogueManager:
         return reply
 
     def _asks_about_agents(self, route: Route) -> bool:
-        """"When do your agents work?" is a question about the contact hours, not a request for one."""
+        """"When do your agents work?" is a question about the contact hours (nearest to their
+        facts), "let me talk to a person" a request for one (nearest to REQUEST_HUMAN)."""
         return bool(route.facts) and route.facts[0].startswith("contact_hours.") and \
-            (route.fact_similarity or 0) >= self.settings.agents_question_similarity
+            (route.fact_similarity or 0) >= self.settings.fact_similarity
 
-    def _answering_fact(self, route: Route) -> str | None:
-        """The fact the message asks about; None for chat (greetings) and for questions no fact answers."""
-        if not route.facts or route.facts[0] == NOT_COVERED or (route.fact_similarity or 0) < self.settings.fact_similarity:
-            return None
-        return route.facts[0]
+    def _answering_facts(self, route: Route) -> list[str]:
+        """The facts the message asks about: the best one, and its runner-up of the same topic
+        when the two score within `sibling_gap` (express or standard delivery? both are stated,
+        rather than guess). [] for chat (greetings) and for questions no fact answers."""
+        facts, scores = route.facts, route.fact_scores
+        if not facts or facts[0] in (NOT_COVERED, REQUEST_HUMAN) or (route.fact_similarity or 0) < self.settings.fact_similarity:
+            return []
+        same_topic = len(facts) > 1 and facts[1].split(".")[0] == facts[0].split(".")[0]
+        close = len(scores) > 1 and scores[0] - scores[1] < self.settings.sibling_gap
+        return [facts[0], facts[1]] if same_topic and close else [facts[0]]
 
     def _prompt(self, session: Session, language: str, fact_ids: list[str], intent: str):
         """The reply prompt with as much of the conversation as fits the token budget; the
@@ -221,14 +234,14 @@ class DialogueManager:
             return ""
         return self.engine.complete(prompt, route.adapter).strip()
 
-    def _check(self, draft: str, route: Route, language: str, fact_ids: list[str], answer: str | None,
+    def _check(self, draft: str, route: Route, language: str, fact_ids: list[str], answer: list[str],
                customer_text: str) -> CheckResult:
         # Numbers are allowed from the facts in the reply language and in English (a draft may
         # quote either); the answering fact's numbers must be there.
         facts = [f.text for f in facts_by_id(fact_ids, language)] + [f.text for f in facts_by_id(fact_ids, "en")]
         if not fact_ids:
             facts += [f.text for f in facts_for_topics(INTENT_TOPICS[route.intent], language)]
-        required = [facts_by_id([answer], language)[0].text] if answer else []
+        required = [fact.text for fact in facts_by_id(answer, language)]
         return check_reply(draft, facts, customer_text, required, language, self._draft_language)
 
     def _draft_language(self, text: str) -> str | None:
@@ -240,14 +253,15 @@ class DialogueManager:
     def _answer(self, session: Session, route: Route, customer_text: str, reply: Reply) -> Iterator[str]:
         language = reply_language(route.language)
         apology = apology_for(route.language)
-        answer = self._answering_fact(route)
+        answer = self._answering_facts(route)
         # Without retrieval (intent_encoder=none) the intent's topics ground the reply, as chat.
-        chat = (route.intent in CHAT_INTENTS or not route.facts) and answer is None
-        if answer is None and not chat:
+        chat = (route.intent in CHAT_INTENTS or not route.facts) and not answer
+        if not answer and not chat:
             reply.outcome = "dont_know"
             text = locale_for(language).notice("dont_know")
         else:
-            fact_ids = [f for f in route.facts if f != NOT_COVERED][: self.settings.facts_in_prompt] if answer else []
+            in_prompt = max(self.settings.facts_in_prompt, len(answer))
+            fact_ids = [f for f in route.facts if f not in (NOT_COVERED, REQUEST_HUMAN)][:in_prompt] if answer else []
             text, reply.outcome = self._checked_reply(session, route, language, fact_ids, answer, customer_text, reply)
         if apology:
             text = f"{apology}\n\n{text}"
@@ -256,11 +270,11 @@ class DialogueManager:
             self.store.add_turn(session, "assistant", text, language=route.language, intent=route.intent, adapter=route.adapter)
         yield text
 
-    def _checked_reply(self, session: Session, route: Route, language: str, fact_ids: list[str], answer: str | None,
+    def _checked_reply(self, session: Session, route: Route, language: str, fact_ids: list[str], answer: list[str],
                        customer_text: str, reply: Reply) -> tuple[str, str]:
         """(text, outcome): a draft that passes the check, a second draft with only the answering
-        fact, or the fact itself with the offer of a human."""
-        attempts = [fact_ids, [answer]] if answer and self.settings.regenerate else [fact_ids]
+        facts, or the facts themselves with the offer of a human."""
+        attempts = [fact_ids, answer] if answer and self.settings.regenerate and answer != fact_ids else [fact_ids]
         try:
             for attempt, ids in enumerate(attempts):
                 draft = self._draft(session, route, language, ids)
@@ -275,5 +289,5 @@ class DialogueManager:
                 return locale_for(language).notice("error"), "error"
         if not answer:  # chat with nothing to fall back on
             return locale_for(language).notice("dont_know"), "dont_know"
-        fact = facts_by_id([answer], language)[0].text
-        return f"{fact}\n\n{locale_for(language).notice('offer_human')}", "fallback"
+        facts = " ".join(fact.text for fact in facts_by_id(answer, language))
+        return f"{facts}\n\n{locale_for(language).notice('offer_human')}", "fallback"

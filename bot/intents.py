@@ -25,7 +25,7 @@ from babelbot.models import babelbot_home
 from babelbot.naive_bayes import NaiveBayes
 from babelbot.paths import DATA_DIR
 from bot.config import DEFAULT_ENCODER
-from prompts.knowledge import INTENT_TOPICS, NOT_COVERED, fact_questions, knowledge_base, knowledge_languages
+from prompts.knowledge import INTENT_TOPICS, NOT_COVERED, REQUEST_HUMAN, fact_questions, knowledge_base, knowledge_languages
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +81,12 @@ class NaiveBayesIntents:
 def fact_index(encoder: AlignedEncoder) -> FactIndex:
     """Every fact, keyed by its text in every knowledge language and by its English questions;
     an intent's prior covers the facts of its topics (INTENT_TOPICS)."""
-    fact_ids = [*knowledge_base("en").facts, NOT_COVERED]
+    fact_ids = [*knowledge_base("en").facts, NOT_COVERED, REQUEST_HUMAN]
     keys = [(fact.id, fact.text) for language in knowledge_languages() for fact in knowledge_base(language).facts.values()]
     keys += [(fact_id, question) for fact_id, questions in fact_questions().items() for question in questions]
-    # NOT_COVERED is what an out-of-scope message needs.
-    prior = np.array([[float(fact_id.split(".")[0] in INTENT_TOPICS[intent] or (fact_id, intent) == (NOT_COVERED, "out_of_scope"))
+    # An out-of-scope message needs NOT_COVERED, a human_agent one REQUEST_HUMAN or the contact hours.
+    pseudo = {(NOT_COVERED, "out_of_scope"), (REQUEST_HUMAN, "human_agent")}
+    prior = np.array([[float(fact_id.split(".")[0] in INTENT_TOPICS[intent] or (fact_id, intent) in pseudo)
                        for fact_id in fact_ids] for intent in INTENTS])
     return FactIndex(encoder, fact_ids, keys, prior, cache_dir=babelbot_home() / "cache")
 

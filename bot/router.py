@@ -16,6 +16,7 @@ class Route:
     adapter: str | None  # adapter name, None for the base model
     facts: tuple[str, ...] = ()  # ids of the facts the message asks about, best first
     fact_similarity: float | None = None  # the best fact's cosine similarity to the message (None: nothing retrieved)
+    fact_scores: tuple[float, ...] = ()  # each retrieved fact's score (similarity plus the intent prior)
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -65,5 +66,8 @@ class Router:
             adapter = choose_adapter(self.adapters, detected, task)
             facts = tuple(fact for fact, _, _ in guess.facts)
             score = guess.facts[0][2] if guess.facts else None
-            routes.append(Route(detected, guess.intent, guess.confidence, adapter.name if adapter else None, facts, score))
+            scores = tuple(fact_score for _, fact_score, _ in guess.facts)
+            routes.append(
+                Route(detected, guess.intent, guess.confidence, adapter.name if adapter else None, facts, score, scores)
+            )
         return routes

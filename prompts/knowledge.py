@@ -92,8 +92,9 @@ def knowledge_base(language: str) -> Knowledge:
                      {fact_id: Fact(fact_id, str(text).strip()) for fact_id, text in facts.items()})
 
 
-# The pseudo fact of questions the knowledge base does not answer.
+# Pseudo facts: questions the knowledge base does not answer, and requests for a person.
 NOT_COVERED = "not_covered"
+REQUEST_HUMAN = "request_human"
 
 
 @cache
@@ -103,14 +104,15 @@ def _questions_file() -> dict:
 
 
 def fact_questions() -> dict[str, tuple[str, ...]]:
-    """English questions each fact answers, plus NOT_COVERED's questions that none answers:
-    extra keys for retrieval, never shown to anyone."""
+    """English questions each fact answers, plus the pseudo facts' keys (NOT_COVERED: questions
+    no fact answers; REQUEST_HUMAN: asking for a person): retrieval keys, never shown to anyone."""
     questions = _questions_file().get("questions", {})
     unknown = sorted(set(questions) - set(knowledge_base("en").facts))
     if unknown:
         raise KnowledgeError(f"{QUESTIONS_FILE}: questions for unknown facts {unknown}")
     return {fact_id: tuple(texts) for fact_id, texts in questions.items()} | {
-        NOT_COVERED: tuple(_questions_file().get("not_covered", []))}
+        NOT_COVERED: tuple(_questions_file().get("not_covered", [])),
+        REQUEST_HUMAN: tuple(_questions_file().get("request_human", []))}
 
 
 def facts_by_id(fact_ids: tuple[str, ...] | list[str], language: str) -> list[Fact]:

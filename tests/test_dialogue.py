@@ -8,7 +8,6 @@ from bot.build import build_router
 from bot.config import BotConfig, DialogueSettings, GenerationSettings
 from bot.dialogue import DialogueManager
 from bot.engine import Engine, StopFilter
-from bot.router import Route
 from bot.store import Store
 from bot.text import clean_text
 from prompts.formats import Prompt, Turn
@@ -118,22 +117,24 @@ def test_old_turns_are_dropped_to_fit_the_context(tiny_model, router, tmp_path):
         manager.handle("long", f"Question number {i}: how long does standard shipping to Europe take?").read()
     session = manager.store.session("long")
     manager.store.add_turn(session, "user", "and to Japan?")
-    prompt = manager._prompt(session, Route("en", "shipping_info", 1.0, None))
+    prompt = manager._prompt(session, "en", ["shipping_times.standard"], "shipping_info")
     assert engine.prompt_tokens(prompt) <= 1000 - 8
     assert prompt.turns[0].role == "user" and prompt.turns[-1].text == "and to Japan?"
     assert "Question number 11" in prompt.turns[-3].text
     assert len(prompt.turns) < len(manager.store.turns(session))
 
 
-def test_the_prompt_carries_the_retrieved_entries_in_the_reply_language(manager):
+def test_the_prompt_carries_the_retrieved_facts_in_the_reply_language(manager):
     manager.handle("kb", "Hola, mi cargador dejó de funcionar").read()
     session = manager.store.session("kb")
-    retrieved = manager._prompt(session, Route("es", "complaint", 1.0, None, ("warranty",)))
-    by_intent = manager._prompt(session, Route("es", "goodbye", 1.0, None))  # no topics: the intent's own
+    retrieved = manager._prompt(session, "es", ["warranty.electronics", "warranty.claim"], "complaint")
+    by_intent = manager._prompt(session, "es", [], "goodbye")  # no facts: the intent's topics
+    spanish = knowledge_base("es")
     entries = [line for line in retrieved.context.splitlines() if line.startswith("- ")]
-    assert entries == [f"- {knowledge_base('es')['warranty'].title}: {knowledge_base('es')['warranty'].text}"]
+    facts = f"{spanish.facts['warranty.electronics'].text} {spanish.facts['warranty.claim'].text}"
+    assert entries == [f"- {spanish.titles['warranty']}: {facts}"]
     fixed = [line for line in by_intent.context.splitlines() if line.startswith("- ")]
-    assert [line.split(":")[0] for line in fixed] == [f"- {knowledge_base('es')[t].title}" for t in INTENT_TOPICS["goodbye"]]
+    assert [line.split(":")[0] for line in fixed] == [f"- {spanish.titles[t]}" for t in INTENT_TOPICS["goodbye"]]
 
 
 def test_conversation_survives_a_new_manager_on_the_same_database(manager, tiny_model, router):
@@ -157,3 +158,11 @@ def test_the_web_page_hints_the_browsers_first_language(header, language):
     from bot.frontends.web import browser_language
 
     assert browser_language(header) == language
+
+
+def test_asking_for_a_person_where_no_agent_can_be_reached_is_told_the_truth(manager):
+    manager.agents_reachable = False
+    reply = manager.handle("h1", "I want to talk to a human agent please")
+    assert reply.read() == locale_for("en").notice("no_agents") and reply.event is None
+    assert manager.store.session("h1").state != "handoff"
+    assert manager.start_handoff("h1").read() == locale_for("en").notice("no_agents")

@@ -32,7 +32,9 @@ def test_each_adapter_generates_exactly_like_plain_peft(tiny_model_dir, tiny_ada
     replies = {}
     for name in (None, "reply-es-lora", "reply-es-prompt-tuning", None):  # base again: adapters leave no trace
         replies[name] = engine.complete(PROMPT, name)
-        assert replies[name] == plain_peft_reply(tiny_model_dir, tiny_adapters_dir / name if name else None), name
+        # The engine never shows half a character: a reply cut inside one ends before it.
+        expected = plain_peft_reply(tiny_model_dir, tiny_adapters_dir / name if name else None).rstrip("\ufffd").strip()
+        assert replies[name].strip() == expected, name
     assert len(set(replies.values())) == 3  # the adapters really change the output
 
 

@@ -111,7 +111,8 @@ def test_route_first_message_falls_back_to_default_language(router):
     assert route.language == "en" and route.intent in INTENTS and route.adapter == (english.name if english else None)
     shipped = choose_adapter(router.adapters, "es", "reply")
     assert router.route("", conversation_language="es").as_dict() == {
-        "language": "es", "intent": "out_of_scope", "adapter": shipped.name if shipped else None, "topics": ["contact_hours"]
+        "language": "es", "intent": "out_of_scope", "adapter": shipped.name if shipped else None, "topics": ["contact_hours"],
+        "facts": [],
     }
 
 

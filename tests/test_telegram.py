@@ -259,3 +259,14 @@ def test_webhook_refuses_a_wrong_secret_and_serves_only_allowed_users(api, tiny_
         assert api.texts(11) == []
     finally:
         stop_bot(process, log, home)
+
+
+def test_a_refused_token_is_a_clear_error_that_does_not_quote_it(api, tiny_model_dir, tmp_path):
+    wrong = "123456:wrong-secret-token-for-this-test"
+    env = {**os.environ, "TELEGRAM_BOT_TOKEN": wrong, "BABELBOT_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    (tmp_path / "models").mkdir()
+    command = [sys.executable, "-m", "babelbot.cli", "telegram", "--base-url", api.base_url, f"model={tiny_model_dir}"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    output = done.stdout + done.stderr
+    assert done.returncode == 2 and "InvalidToken" in output and "TELEGRAM_BOT_TOKEN" in output
+    assert "wrong-secret-token" not in output and "Traceback" not in output

@@ -21,9 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from telegram import BotCommand, LinkPreviewOptions, Update
 from telegram.constants import ChatAction, ChatType, MessageLimit
-from telegram.error import BadRequest, NetworkError
+from telegram.error import BadRequest, InvalidToken, NetworkError
 from telegram.ext import AIORateLimiter, Application, CommandHandler, ContextTypes, MessageHandler, filters
 
+from babelbot.config import ConfigError
 from bot.config import TelegramConfig
 from bot.dialogue import DialogueManager
 
@@ -330,6 +331,7 @@ class TelegramFrontEnd:
 
 def build_application(manager: DialogueManager, config: TelegramConfig) -> Application:
     token = config.resolved_token()
+    manager.agents_reachable = config.agents_chat_id is not None
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactToken(token))
     logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs every request URL, token included
@@ -366,6 +368,14 @@ def build_application(manager: DialogueManager, config: TelegramConfig) -> Appli
 
 
 def run(manager: DialogueManager, config: TelegramConfig) -> None:
+    try:
+        _run(manager, config)
+    except InvalidToken:
+        # python-telegram-bot's message quotes the token: say what is wrong without it.
+        raise ConfigError("Telegram refused the bot token (InvalidToken); check TELEGRAM_BOT_TOKEN with @BotFather") from None
+
+
+def _run(manager: DialogueManager, config: TelegramConfig) -> None:
     application = build_application(manager, config)
     if config.webhook_url:
         log.info("webhook mode: listening on %s:%s", config.webhook_listen, config.webhook_port)

@@ -10,6 +10,7 @@ from bot.router import route_label
 
 def main(args) -> int:
     manager = build_manager(load_config(BotConfig, args.config, args.overrides))
+    manager.agents_reachable = False
     print("babelbot — type a message, /reset to start over, Ctrl-D to quit.", flush=True)
     for line in sys.stdin:
         reply = manager.handle(args.session, line)

@@ -115,6 +115,7 @@ def build_demo(manager: DialogueManager, secret: bytes | None = None) -> gr.Bloc
 def build_app(manager: DialogueManager, max_queue: int = 256) -> FastAPI:
     """The web chat on its own FastAPI app: session cookies, health checks, then Gradio at /."""
     secret = _server_secret()
+    manager.agents_reachable = False  # no agents' view on the web yet: a customer asking for a person is told so
     app = FastAPI()
 
     @app.middleware("http")
