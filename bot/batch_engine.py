@@ -71,6 +71,8 @@ class Request:
         self.finish_reason: str | None = None  # eos, length, cancelled, error
         self.submitted = time.perf_counter()
         self.token_times: list[float] = []
+        self.started = time.monotonic()
+        self.deadline: float | None = None  # time.monotonic() after which a reader stops waiting
         self._cancel = threading.Event()
         self._tokens: queue.Queue = queue.Queue()
         self._drained = False
@@ -87,9 +89,14 @@ class Request:
         return self._cancel.is_set()
 
     def __iter__(self) -> Iterator[int]:
-        """The new token ids, as they come; a second pass yields nothing."""
+        """The new token ids, as they come; a second pass yields nothing. Past the request's
+        deadline it is cancelled and TimeoutError raised: a reader never waits forever."""
         while not self._drained:
-            token = self._tokens.get()
+            try:
+                token = self._tokens.get(timeout=max(0.0, self.deadline - time.monotonic()) if self.deadline else None)
+            except queue.Empty:
+                self.cancel()
+                raise TimeoutError(f"request {self.id} timed out after {self.deadline - self.started:.0f} s") from None
             if token is None:
                 self._drained = True
                 return
@@ -102,10 +109,16 @@ class Request:
         return self.generated
 
 
+class EngineBusy(RuntimeError):
+    """The waiting queue is full: the caller should ask the customer to try again in a moment."""
+
+
 class BatchEngine:
-    def __init__(self, model, max_batch: int = 32, prefill_chunk: int = 256, max_resident: int = 8):
+    def __init__(self, model, max_batch: int = 32, prefill_chunk: int = 256, max_resident: int = 8,
+                 max_waiting: int = 256):
         self.base = model
         self.max_batch, self.prefill_chunk, self.max_resident = max_batch, prefill_chunk, max_resident
+        self.max_waiting = max_waiting
         self.lora = None  # PeftModel holding every resident LoRA adapter
         self.soft_prompts: dict[str, torch.Tensor] = {}  # name → (virtual tokens, hidden)
         self.known: dict[str, tuple[str, Path]] = {}  # name → (method, folder): loadable on demand
@@ -212,13 +225,20 @@ class BatchEngine:
 
     # -- requests ------------------------------------------------------------------------------
 
-    def submit(self, input_ids: list[int], adapter: str | None = None, sampling: Sampling | None = None) -> Request:
+    def submit(self, input_ids: list[int], adapter: str | None = None, sampling: Sampling | None = None,
+               timeout_s: float | None = None) -> Request:
+        """Queue a generation; EngineBusy when `max_waiting` requests already wait. Its reader
+        gives up `timeout_s` after submission."""
         if not input_ids:
             raise ValueError("a request needs at least one prompt token")
         with self.lock:
             if adapter is not None and adapter not in self.known:
                 raise AdapterError(f"unknown adapter {adapter!r}; registered: {sorted(self.known)}")
+            if len(self.waiting) >= self.max_waiting:
+                raise EngineBusy(f"{len(self.waiting)} requests are waiting (serving.max_waiting)")
             request = Request(self._next_id, input_ids, adapter, sampling or Sampling())
+            if timeout_s is not None:
+                request.deadline = request.started + timeout_s
             self._next_id += 1
             self.waiting.append(request)
             self.work.notify()
@@ -249,12 +269,11 @@ class BatchEngine:
                     return
             try:
                 self.step()
-            except Exception:  # a failed step ends its requests, never the scheduler
+            except Exception:  # a failed step ends the rows it ran, never the scheduler or the queue
                 log.exception("batch step failed")
                 with self.lock:
-                    for request in self._active():
+                    for request in [*self.running, *self.prefilling]:
                         self._finish(request, "error")
-                    self.waiting.clear()
                     self.running, self.prefilling, self._prefill, self.cache, self.mask = [], [], {}, None, None
 
     # -- one scheduler step --------------------------------------------------------------------
@@ -327,7 +346,7 @@ class BatchEngine:
         joining = []
         for i, request in enumerate(group):
             request.length = state["lengths"][i]
-            if not request.cancelled and self._emit(request, self._sample(request, out.logits[i, -1].float())):
+            if not request.cancelled and self._next_token(request, out.logits[i, -1]):
                 joining.append(i)
             elif request.finish_reason is None:
                 self._finish(request, "cancelled")
@@ -385,9 +404,20 @@ class BatchEngine:
         finished = []
         for i, request in enumerate(rows):
             request.length += 1
-            if not self._emit(request, self._sample(request, out.logits[i, -1].float())):
+            if not self._next_token(request, out.logits[i, -1]):
                 finished.append(request)
         self._leave(finished)
+
+    def _next_token(self, request: Request, logits: torch.Tensor) -> bool:
+        """Sample and hand out one row's token; False when the request is finished. A row whose
+        sampling fails (e.g. NaN logits) ends with "error" and the others go on."""
+        try:
+            token = self._sample(request, logits.float())
+        except Exception:
+            log.exception("request %d failed", request.id)
+            self._finish(request, "error")
+            return False
+        return self._emit(request, token)
 
     def _sample(self, request: Request, logits: torch.Tensor) -> int:
         settings = request.sampling

@@ -37,9 +37,11 @@ class ServingSettings:
     max_batch: int = 32  # requests decoding together; more wait for a free row
     prefill_chunk: int = 256  # prompt tokens prefilled per step, so long prompts do not stall decoding
     max_resident_adapters: int = 16  # adapters in memory at once; the least recently used one goes first
+    max_waiting: int = 256  # requests queued beyond the batch; more get "busy, try again in a moment"
+    request_timeout_s: float = 300.0  # a reply not finished by then is cancelled and the customer told
 
     def __post_init__(self):
-        if min(self.max_batch, self.prefill_chunk, self.max_resident_adapters) < 1:
+        if min(self.max_batch, self.prefill_chunk, self.max_resident_adapters, self.max_waiting, self.request_timeout_s) <= 0:
             raise ValueError(f"serving settings must be positive: {self}")
 
 

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from adapters.registry import choose_adapter
 from babelbot.languages import language_name
 from bot.answer_check import CheckResult, check_reply
+from bot.batch_engine import EngineBusy
 from bot.config import DialogueSettings
 from bot.engine import Engine
 from bot.router import Route, Router
@@ -54,7 +55,7 @@ class Reply:
         self._pieces = pieces
         self.event = event
         self.text = ""
-        self.outcome = "notice"  # notice, dont_know, passed, regenerated, fallback, chat, error
+        self.outcome = "notice"  # notice, dont_know, passed, regenerated, fallback, chat, busy, error
         self.drafts: list[tuple[str, CheckResult]] = []  # each draft and its check, for evaluation
 
     def __iter__(self) -> Iterator[str]:
@@ -266,7 +267,7 @@ class DialogueManager:
         if apology:
             text = f"{apology}\n\n{text}"
         self.outcomes[reply.outcome] += 1
-        if reply.outcome != "error":
+        if reply.outcome not in ("error", "busy"):
             self.store.add_turn(session, "assistant", text, language=route.language, intent=route.intent, adapter=route.adapter)
         yield text
 
@@ -283,7 +284,10 @@ class DialogueManager:
                 if draft and (result.passed or not self.settings.check_answers):
                     return draft, ("passed" if attempt == 0 else "regenerated") if answer else "chat"
                 log.info("draft for session %s failed the check: %s", session.id, result.reason())
-        except Exception:
+        except EngineBusy:
+            log.warning("engine busy: session %s told to try again", session.id)
+            return locale_for(language).notice("busy"), "busy"
+        except Exception:  # a failed or timed-out generation: the facts still answer, or a notice
             log.exception("generation failed for session %s", session.id)
             if not answer:
                 return locale_for(language).notice("error"), "error"

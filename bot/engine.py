@@ -62,7 +62,9 @@ class Engine:
         self.format = prompt_format or format_for(tokenizer)
         self.window = getattr(model.config, "max_position_embeddings", None) or 2048
         serving = serving or ServingSettings()
-        self.batch = BatchEngine(model, serving.max_batch, serving.prefill_chunk, serving.max_resident_adapters)
+        self.serving = serving
+        self.batch = BatchEngine(model, serving.max_batch, serving.prefill_chunk, serving.max_resident_adapters,
+                                 serving.max_waiting)
         self.adapters: dict[str, AdapterCard] = {}
 
     def load_adapters(self, cards: dict[str, AdapterCard], base_fingerprint: str | None = None) -> dict[str, AdapterCard]:
@@ -107,7 +109,7 @@ class Engine:
             request = self.batch.submit(input_ids, adapter, Sampling(
                 max_new_tokens=max_new_tokens, temperature=settings.temperature,
                 top_p=settings.top_p if settings.temperature > 0 else 1.0, repetition_penalty=settings.repetition_penalty,
-            ))
+            ), timeout_s=self.serving.request_timeout_s)
         except AdapterError as error:
             raise ValueError(str(error)) from None
         self.batch.start()
