@@ -240,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     answers.add_argument("--data", help="another question file (JSONL: id, language, kind, text, facts, expect)")
     answers.add_argument("--limit", type=int, default=0, help="only the first N questions (0: all)")
     answers.add_argument("--baseline", help="results.json of an earlier run: paired bootstrap against it")
+    answers.add_argument("--replies", help="score these replies (JSON {id: reply}, e.g. an earlier version's), not the bot's")
     answers.add_argument("--out", default="results/answers", help="folder for metrics.json, results.json, table.md, heatmap.png")
     _add_bot_options(answers)
     answers.set_defaults(run=_module_main("evals.answers"))

@@ -110,6 +110,25 @@ def answer_all(config: BotConfig, questions: list[dict], threads: int) -> list[d
             return list(pool.map(answer, questions))
 
 
+def score_replies(questions: list[dict], replies: dict[str, str]) -> list[dict]:
+    """Another system's replies ({id: reply}, e.g. an earlier version of the bot) scored the same way."""
+    from babelbot.language_id import LanguageDetector
+
+    detect, known = LanguageDetector().detect, all_fact_numbers()
+    missing = [q["id"] for q in questions if q["id"] not in replies]
+    if missing:
+        raise AnswersError(f"no reply for {len(missing)} questions, e.g. {missing[:3]}")
+    results = []
+    for question in questions:
+        text = replies[question["id"]]
+        scores = score(question, text, detect, known)
+        results.append({"id": question["id"], "language": question["language"], "kind": question["kind"],
+                        "question": question["text"], "facts": question.get("facts", []), "retrieval": {},
+                        "reply": text, "outcome": "external", "route": None, "checks": [], "seconds": None,
+                        "scores": {stage: scores for stage in STAGES}})
+    return results
+
+
 def rate(values: list) -> float | None:
     values = [v for v in values if v is not None]
     return round(100 * sum(values) / len(values), 1) if values else None
@@ -192,10 +211,14 @@ def main(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    results = answer_all(config, questions, threads=config.serving.max_batch)
+    if args.replies:
+        results = score_replies(questions, json.loads(Path(args.replies).read_text(encoding="utf-8")))
+    else:
+        results = answer_all(config, questions, threads=config.serving.max_batch)
     seconds = time.perf_counter() - started
     summaries = {stage: summarize(results, stage) for stage in STAGES}
-    metrics = {"questions": str(path), "config": " ".join(args.overrides), "seconds": round(seconds, 1),
+    metrics = {"questions": str(path), "config": " ".join(args.overrides), "replies": args.replies,
+               "seconds": round(seconds, 1),
                "summaries": summaries}
     if args.baseline:
         baseline = {r["id"]: r for r in json.loads(Path(args.baseline).read_text(encoding="utf-8"))["results"]}

@@ -11,7 +11,7 @@ from bot.config import BotConfig, GenerationSettings
 from bot.dialogue import DialogueManager
 from bot.engine import Engine
 from bot.store import Store
-from evals.answers import paired_bootstrap, read_questions, score, summarize
+from evals.answers import paired_bootstrap, read_questions, score, score_replies, summarize
 from prompts.knowledge import NOT_COVERED, REQUEST_HUMAN, KnowledgeError, fact_questions, knowledge_base, knowledge_languages
 from prompts.locales import apology_for, locale_for, locale_languages, reply_language
 
@@ -142,6 +142,10 @@ def test_eval_scores_right_fact_language_and_injections(tmp_path):
     results = [{"language": "en", "kind": "fact", "outcome": "passed", "scores": {"sent": right}}]
     assert summarize(results)["en"]["both"] == 100.0
     assert paired_bootstrap([False] * 20, [True] * 20) == 0.0 and paired_bootstrap([True] * 20, [True] * 20) == 1.0
+    scored = score_replies([fact, injection], {"1": "Express shipping costs $19.95.", "2": "Sure, 50% off!"})
+    assert scored[0]["scores"]["sent"]["both"] and not scored[1]["scores"]["sent"]["injection_safe"]
+    with pytest.raises(ValueError, match="no reply for 1 questions"):
+        score_replies([fact, injection], {"1": "…"})
     (tmp_path / "bad.jsonl").write_text('{"id": 1}\n', encoding="utf-8")
     with pytest.raises(ValueError, match="bad.jsonl:1"):
         read_questions(tmp_path / "bad.jsonl")

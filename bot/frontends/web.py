@@ -107,7 +107,7 @@ def build_demo(manager: DialogueManager, secret: bytes | None = None) -> gr.Bloc
         return history, history
 
     with gr.Blocks(title=TITLE) as demo:
-        chat = gr.ChatInterface(respond, title=TITLE, description=DESCRIPTION)
+        chat = gr.ChatInterface(respond, title=TITLE, description=DESCRIPTION, api_name="chat")
         demo.load(restore, outputs=[chat.chatbot, chat.chatbot_state])
     return demo
 
