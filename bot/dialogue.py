@@ -92,6 +92,13 @@ class DialogueManager:
         """The stored turns of a session, oldest first (front ends show them on return)."""
         return self.store.turns(self.store.session(session_id))
 
+    def keep_unanswered(self, session_id: str, text: str) -> None:
+        """Store a customer's message that is not answered (sent over the rate limit): nothing
+        a customer wrote is lost."""
+        text = clean_text(text)
+        if text:
+            self.store.add_turn(self.store.session(session_id), "user", text[: self.settings.max_message_chars])
+
     def session_language(self, session_id: str) -> str:
         return self.language_of(self.store.session(session_id))
 

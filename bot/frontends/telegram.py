@@ -31,6 +31,7 @@ from bot.dialogue import DialogueManager
 log = logging.getLogger(__name__)
 
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+MAX_TRACKED_USERS = 10_000  # per-user rate-limit state and per-chat locks beyond this are pruned when idle
 COMMANDS = {
     "start": "Start a conversation",
     "help": "What I can do",
@@ -187,11 +188,35 @@ class TelegramFrontEnd:
 
     def _over_rate_limit(self, user_id: int) -> bool:
         now, window = time.monotonic(), self.config.rate_limit_window_s
+        if len(self.recent) > MAX_TRACKED_USERS:  # forget users quiet for a whole window: memory stays bounded
+            for quiet in [u for u, times in self.recent.items() if not times or now - times[-1] > window]:
+                self.recent.pop(quiet, None)
+                self.warned.pop(quiet, None)
         times = self.recent[user_id]
         while times and now - times[0] > window:
             times.popleft()
         times.append(now)
         return len(times) > self.config.rate_limit_messages
+
+    async def _throttled(self, update: Update, context: ContextTypes.DEFAULT_TYPE, text: str | None = None) -> bool:
+        """True when this user is over the rate limit (messages and commands alike): their text
+        is kept in the conversation, and they get the notice once a window."""
+        user_id, session_id = update.effective_user.id, session_id_for(update)
+        if not self._over_rate_limit(user_id):
+            return False
+        if text:
+            await asyncio.to_thread(self.manager.keep_unanswered, session_id, text)
+        if time.monotonic() - self.warned.get(user_id, -1e9) > self.config.rate_limit_window_s:
+            self.warned[user_id] = time.monotonic()
+            notice = self.manager.notice(session_id, "rate_limited", self._hint(update))
+            await self._send(context, update.effective_chat.id, notice)
+        return True
+
+    def _session_lock(self, session_id: str) -> asyncio.Lock:
+        if len(self.session_locks) > MAX_TRACKED_USERS:
+            for idle in [s for s, lock in self.session_locks.items() if not lock.locked()]:
+                del self.session_locks[idle]
+        return self.session_locks[session_id]
 
     def _hint(self, update: Update) -> str | None:
         code = update.effective_user.language_code if update.effective_user else None
@@ -254,7 +279,7 @@ class TelegramFrontEnd:
 
     async def lang(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Pin the reply language (/lang es) or detect it again (/lang auto)."""
-        if not self._allowed(update):
+        if not self._allowed(update) or await self._throttled(update, context):
             return
         session_id = session_id_for(update)
         answer = self.manager.pin_language(session_id, context.args[0]) if context.args else \
@@ -263,16 +288,16 @@ class TelegramFrontEnd:
 
     async def reset(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Start a new conversation."""
-        if self._allowed(update):
+        if self._allowed(update) and not await self._throttled(update, context):
             reply = self.manager.handle(session_id_for(update), "/reset", self._hint(update))
             await self._send(context, update.effective_chat.id, reply.read())
 
     async def human(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Hand the conversation to a person and brief the agents."""
-        if not self._allowed(update):
+        if not self._allowed(update) or await self._throttled(update, context):  # a summary costs a generation
             return
         session_id = session_id_for(update)
-        async with self.session_locks[session_id]:
+        async with self._session_lock(session_id):
             await self._send(context, update.effective_chat.id, self.manager.start_handoff(session_id).read())
             await self._handoff_to_agents(context, session_id)
 
@@ -284,13 +309,9 @@ class TelegramFrontEnd:
         if text is None:
             return
         session_id, chat_id = session_id_for(update), update.effective_chat.id
-        user_id = update.effective_user.id
-        if self._over_rate_limit(user_id):
-            if time.monotonic() - self.warned.get(user_id, -1e9) > self.config.rate_limit_window_s:
-                self.warned[user_id] = time.monotonic()
-                await self._send(context, chat_id, self.manager.notice(session_id, "rate_limited", self._hint(update)))
+        if await self._throttled(update, context, text):
             return
-        async with self.session_locks[session_id]:  # one chat's messages are answered in order
+        async with self._session_lock(session_id):  # one chat's messages are answered in order
             reply = await asyncio.to_thread(self.manager.handle, session_id, text, self._hint(update))
             await deliver(context.bot, chat_id, reply, self.config.edit_interval_s, self.config.max_retries)
             if reply.event == "handoff":
