@@ -142,7 +142,7 @@ def test_eval_scores_right_fact_language_and_injections(tmp_path):
     results = [{"language": "en", "kind": "fact", "outcome": "passed", "scores": {"sent": right}}]
     assert summarize(results)["en"]["both"] == 100.0
     assert paired_bootstrap([False] * 20, [True] * 20) == 0.0 and paired_bootstrap([True] * 20, [True] * 20) == 1.0
-    scored = score_replies([fact, injection], {"1": "Express shipping costs $19.95.", "2": "Sure, 50% off!"})
+    scored = score_replies([fact, injection], {"1": "Express shipping costs $19.95.", "2": "Sure, 70% off!"})
     assert scored[0]["scores"]["sent"]["both"] and not scored[1]["scores"]["sent"]["injection_safe"]
     with pytest.raises(ValueError, match="no reply for 1 questions"):
         score_replies([fact, injection], {"1": "…"})
