@@ -200,7 +200,7 @@ class DialogueManager:
             self.store.update_session(session_id, state="handoff")
             return self._notice(session, route.language, "handoff", route, event="handoff")
         reply = Reply(route, iter(()))
-        reply._pieces = self._answer(session, route, text, reply)
+        reply._pieces = self._answer(session, route, text, reply)  # the answer records its outcome on the reply
         return reply
 
     def _asks_about_agents(self, route: Route) -> bool:

@@ -30,8 +30,6 @@ from prompts.knowledge import INTENT_TOPICS, NOT_COVERED, REQUEST_HUMAN, fact_qu
 log = logging.getLogger(__name__)
 
 SEED_FILE = DATA_DIR / "intents" / "seed.jsonl"
-# Intents that need no policy: their knowledge-base topics come from INTENT_TOPICS, not retrieval.
-NO_POLICY_INTENTS = ("greeting", "goodbye", "out_of_scope", "human_agent")
 
 
 @dataclass(frozen=True)
