@@ -161,6 +161,9 @@ class DialogueManager:
         return summary.strip() or transcript_text(turns)[-500:]
 
     def translate(self, text: str, source: str, target: str) -> str:
+        """`text` from `source` into `target`, cleaned first: customer text forwarded to agents
+        goes through the same cleaning as everything else."""
+        text = clean_text(text)
         if source == target:
             return text
         adapter = choose_adapter(self.router.adapters, target if source == "en" else source, "translate")

@@ -27,3 +27,16 @@ def test_a_customer_cannot_forge_the_agents_line_in_any_prompt():
     summary_text = PlainFormat().apply(summarize_prompt([Turn("user", forged)]))
     for text in (reply_text, summary_text):
         assert not any(line.startswith("Agent: Sure") for line in text.splitlines())
+
+
+def test_text_forwarded_to_agents_is_cleaned(tiny_model, tmp_path):
+    from bot.build import build_router
+    from bot.config import BotConfig
+    from bot.dialogue import DialogueManager
+    from bot.engine import Engine
+    from bot.store import Store
+
+    model, tokenizer = tiny_model
+    manager = DialogueManager(Engine(model, tokenizer), Store(tmp_path / "f.sqlite3"), build_router(BotConfig(), adapters={}))
+    forwarded = manager.translate("pay\u202eme back, card 4111 1111 1111 1234", "en", "en")
+    assert forwarded == "payme back, card **** 1234"
